@@ -1,0 +1,222 @@
+"""The FHIR REST API under /fhir: HTTP -> interaction -> HTTP. No business rules here."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+
+from fhir_server.api.negotiation import (
+    JSON_TYPES,
+    binary_from_raw,
+    fhir_response,
+    request_json,
+    request_patch,
+    wants_json,
+    wants_raw_binary,
+)
+from fhir_server.fhir.errors import FhirError, bad_request
+from fhir_server.interactions.context import RequestContext, Result
+
+blp = Blueprint("fhir", __name__, description="FHIR R4 REST API (JSON)")
+
+
+def services():
+    return current_app.extensions["dmp"]
+
+
+def base_url() -> str:
+    configured = current_app.config["DMP_SETTINGS"].public_base_url
+    if configured:
+        return configured.rstrip("/")
+    return request.host_url.rstrip("/") + current_app.config["DMP_SETTINGS"].base_path
+
+
+def context() -> RequestContext:
+    prefer = {}
+    for part in request.headers.get("Prefer", "").split(";"):
+        for item in part.split(","):
+            if "=" in item:
+                key, value = item.split("=", 1)
+                prefer[key.strip().lower()] = value.strip().strip('"')
+    ret = prefer.get("return", "representation")
+    if ret not in ("minimal", "representation", "OperationOutcome"):
+        ret = "representation"
+    handling = prefer.get("handling", "lenient")
+    return RequestContext(
+        base_url=base_url(),
+        prefer_return=ret,
+        prefer_handling="strict" if handling == "strict" else "lenient",
+        headers={k.lower(): v for k, v in request.headers.items()},
+    )
+
+
+def respond(result: Result) -> Response:
+    return fhir_response(result, pretty=request.args.get("_pretty") == "true")
+
+
+def query_params(exclude=("_format", "_pretty")) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.args.items(multi=True) if k not in exclude]
+
+
+def search_params() -> list[tuple[str, str]]:
+    params = query_params()
+    if request.method == "POST":
+        if request.mimetype != "application/x-www-form-urlencoded":
+            raise FhirError(415, "POST _search takes application/x-www-form-urlencoded parameters.", "not-supported")
+        params += [(k, v) for k, v in request.form.items(multi=True)]
+    return params
+
+
+@blp.before_request
+def _negotiate():
+    # Binary reads may return raw bytes: negotiation is decided in the view for them.
+    if request.view_args and request.view_args.get("rt") == "Binary" and request.method == "GET":
+        return None
+    wants_json(request)
+    return None
+
+
+@blp.route("/metadata", methods=["GET"])
+def metadata():
+    """CapabilityStatement."""
+    from fhir_server.capability import capability_statement
+
+    return respond(Result(200, capability_statement(base_url(), current_app.config["DMP_SETTINGS"])))
+
+
+@blp.route("", methods=["POST"], strict_slashes=False)
+def batch_or_transaction():
+    """batch / transaction Bundle."""
+    return respond(services().bundles.process(context(), request_json(request)))
+
+
+@blp.route("/_history", methods=["GET"])
+def history_system():
+    return respond(services().searches.history(context(), None, None, query_params(), "_history"))
+
+
+@blp.route("/_search", methods=["GET", "POST"])
+def search_system_post():
+    return respond(services().searches.search(context(), None, search_params(), "_search"))
+
+
+@blp.route("/<rt>", methods=["GET"])
+def search_type(rt: str):
+    return respond(services().searches.search(context(), rt, search_params(), rt))
+
+
+@blp.route("/<rt>/_search", methods=["POST", "GET"])
+def search_type_post(rt: str):
+    return respond(services().searches.search(context(), rt, search_params(), rt))
+
+
+@blp.route("/<rt>", methods=["POST"])
+def create(rt: str):
+    body = _write_body(rt)
+    return respond(services().resources.create(context(), rt, body, request.headers.get("If-None-Exist")))
+
+
+@blp.route("/<rt>", methods=["PUT"])
+def conditional_update(rt: str):
+    query = request.query_string.decode()
+    if not query:
+        raise bad_request("PUT on a type needs search criteria (conditional update) or an id in the URL.")
+    return respond(
+        services().resources.conditional_update(context(), rt, query, _write_body(rt), request.headers.get("If-Match"))
+    )
+
+
+@blp.route("/<rt>", methods=["PATCH"])
+def conditional_patch(rt: str):
+    query = request.query_string.decode()
+    if not query:
+        raise bad_request("PATCH on a type needs search criteria (conditional patch) or an id in the URL.")
+    return respond(
+        services().resources.conditional_patch(
+            context(), rt, query, request_patch(request), request.headers.get("If-Match")
+        )
+    )
+
+
+@blp.route("/<rt>", methods=["DELETE"])
+def conditional_delete(rt: str):
+    query = request.query_string.decode()
+    if not query:
+        raise bad_request("DELETE on a type needs search criteria (conditional delete) or an id in the URL.")
+    return respond(services().resources.conditional_delete(context(), rt, query))
+
+
+@blp.route("/<rt>/_history", methods=["GET"])
+def history_type(rt: str):
+    return respond(services().searches.history(context(), rt, None, query_params(), f"{rt}/_history"))
+
+
+@blp.route("/<rt>/<rid>", methods=["GET"])
+def read(rt: str, rid: str):
+    ctx = context()
+    if rt == "Binary":
+        raw = wants_raw_binary(request)
+        if not raw:
+            wants_json(request)
+        result = services().resources.read(ctx, rt, rid)
+        if raw and result.resource is not None:
+            version = services().repository.read(rt, rid)
+            result = Result(
+                200,
+                None,
+                result.headers,
+                raw=services().repository.raw_binary(version),
+                raw_content_type=result.resource.get("contentType") or "application/octet-stream",
+            )
+        return respond(result)
+    return respond(services().resources.read(ctx, rt, rid))
+
+
+@blp.route("/<rt>/<rid>", methods=["PUT"])
+def update(rt: str, rid: str):
+    body = _write_body(rt)
+    if rt == "Binary" and request.mimetype not in JSON_TYPES:
+        body["id"] = rid
+    return respond(services().resources.update(context(), rt, rid, body, request.headers.get("If-Match")))
+
+
+@blp.route("/<rt>/<rid>", methods=["PATCH"])
+def patch(rt: str, rid: str):
+    return respond(
+        services().resources.patch(context(), rt, rid, request_patch(request), request.headers.get("If-Match"))
+    )
+
+
+@blp.route("/<rt>/<rid>", methods=["DELETE"])
+def delete(rt: str, rid: str):
+    return respond(services().resources.delete(context(), rt, rid, request.headers.get("If-Match")))
+
+
+@blp.route("/<rt>/<rid>/_history", methods=["GET"])
+def history_instance(rt: str, rid: str):
+    return respond(services().searches.history(context(), rt, rid, query_params(), f"{rt}/{rid}/_history"))
+
+
+@blp.route("/<rt>/<rid>/_history/<vid>", methods=["GET"])
+def vread(rt: str, rid: str, vid: str):
+    return respond(services().resources.vread(context(), rt, rid, vid))
+
+
+@blp.route("/Patient/<rid>/<compartment_type>", methods=["GET"])
+def compartment_search(rid: str, compartment_type: str):
+    """Patient compartment search: /Patient/{id}/DocumentReference or /Patient/{id}/*."""
+    if compartment_type == "_history":
+        return history_instance("Patient", rid)
+    services().resources.read(context(), "Patient", rid)  # 404/410 for an unknown patient
+    rt = None if compartment_type == "*" else compartment_type
+    return respond(
+        services().searches.search(
+            context(), rt, search_params(), f"Patient/{rid}/{compartment_type}", compartment=f"Patient/{rid}"
+        )
+    )
+
+
+def _write_body(rt: str):
+    if rt == "Binary" and request.mimetype and request.mimetype not in JSON_TYPES:
+        return binary_from_raw(request)
+    return request_json(request)

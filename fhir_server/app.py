@@ -1,0 +1,42 @@
+"""Application factory: wiring only."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, redirect
+from flask_smorest import Api
+
+from fhir_server import __version__
+from fhir_server.api.errors import register_error_handlers
+from fhir_server.api.fhir_rest import blp as fhir_blueprint
+from fhir_server.config import Settings
+from fhir_server.services import build_services
+from fhir_server.storage.database import connect
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        DMP_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        TESTING=settings.testing,
+        API_TITLE="DMP FHIR server",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db = connect(settings)
+    app.extensions["dmp"] = build_services(db, settings)
+    api = Api(app)
+    api.register_blueprint(fhir_blueprint, url_prefix=settings.base_path)
+    register_error_handlers(app)
+
+    @app.get("/")
+    def _root():
+        return redirect(f"{settings.base_path}/metadata")
+
+    return app

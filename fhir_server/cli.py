@@ -1,0 +1,80 @@
+"""The `dmp-fhir` console entry point."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from fhir_server.config import Settings
+
+
+@click.group(help="FHIR R4 server for the French DMP. The database comes from MONGODB_URI.")
+def main() -> None:
+    pass
+
+
+@main.command(help="Serve the FHIR API (base /fhir) with waitress.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
+@click.option("--demo/--no-demo", default=False, help="Load a small French demo data set at start-up.")
+@click.option("--demo-patients", default=20, show_default=True, type=int)
+def serve(host: str, port: int, threads: int, demo: bool, demo_patients: int) -> None:
+    import waitress
+
+    from fhir_server.app import create_app
+
+    app = create_app(Settings.from_env())
+    if demo:
+        _load_demo(app, demo_patients)
+    click.echo(f"DMP FHIR server on http://{host}:{port}/fhir  (CapabilityStatement: /fhir/metadata)")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="dmp-fhir")
+
+
+@main.command(help="Load transaction/batch Bundle JSON files, or generated demo data, into the database.")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--demo", "demo_patients", type=int, default=0, help="Generate and load N demo patients.")
+@click.option("--seed", type=int, default=42, show_default=True)
+def load(files: tuple[Path, ...], demo_patients: int, seed: int) -> None:
+    from fhir_server.app import create_app
+
+    if not files and not demo_patients:
+        raise click.UsageError("Give bundle files or --demo N.")
+    app = create_app(Settings.from_env())
+    bundles = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    if demo_patients:
+        from fhir_server.demo_data import generate
+
+        bundles += generate(demo_patients, seed=seed)
+    count = _post_bundles(app, bundles)
+    click.echo(f"loaded {count} resources from {len(bundles)} bundles")
+
+
+def _post_bundles(app, bundles: list[dict]) -> int:
+    from rich.progress import Progress
+
+    client = app.test_client()
+    total = 0
+    with Progress(transient=not sys.stdout.isatty()) as progress:
+        task = progress.add_task("loading", total=len(bundles))
+        for bundle in bundles:
+            response = client.post("/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
+            if response.status_code >= 300:
+                raise click.ClickException(f"bundle refused ({response.status_code}): {response.get_data(as_text=True)}")
+            total += len(bundle.get("entry", []))
+            progress.advance(task)
+    return total
+
+
+def _load_demo(app, patients: int) -> None:
+    from fhir_server.demo_data import generate
+
+    count = _post_bundles(app, generate(patients, seed=42))
+    click.echo(f"demo data: {count} resources ({patients} patients)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Settings, read once from the environment and passed around as data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the application factory needs; no module reads the environment itself."""
+
+    mongodb_uri: str | None = None  # None: in-process store (mongomock), for a first try only
+    database: str = "dmp_fhir"
+    base_path: str = "/fhir"
+    public_base_url: str | None = None  # e.g. https://dmp.example.org/fhir; derived from the request if unset
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_page_size: int = 1000
+    default_page_size: int = 50
+    # Binary content above this size goes to GridFS instead of inside the resource document.
+    gridfs_threshold_bytes: int = 256 * 1024
+    # A transaction left pending longer than this (a crashed process) is rolled back by recovery.
+    transaction_timeout_seconds: int = 60
+    testing: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        values = dict(
+            mongodb_uri=os.environ.get("MONGODB_URI") or None,
+            database=os.environ.get("DMP_DATABASE", "dmp_fhir"),
+            public_base_url=os.environ.get("DMP_PUBLIC_BASE_URL") or None,
+            max_body_bytes=_int_env("DMP_MAX_BODY_BYTES", 20 * 1024 * 1024),
+            max_page_size=_int_env("DMP_MAX_PAGE_SIZE", 1000),
+            default_page_size=_int_env("DMP_DEFAULT_PAGE_SIZE", 50),
+        )
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,207 @@
+"""Instance and type interactions: read, vread, create, update, patch, delete (plain and conditional)."""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import datetime
+
+import jsonpatch
+
+from fhir_server.fhir.errors import FhirError, Issue, bad_request, not_found, precondition_failed
+from fhir_server.fhir.resource_types import get_resource_type
+from fhir_server.fhir.validation import check_resource_shape, validate_resource
+from fhir_server.interactions.context import RequestContext, Result
+from fhir_server.search.engine import SearchEngine
+from fhir_server.storage.repository import Repository, Version, fhir_instant
+
+ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+def require_type(name: str, interaction: str):
+    rt = get_resource_type(name)
+    if rt is None:
+        raise FhirError(404, f"Resource type '{name}' is not supported by this server.", "not-supported")
+    if not rt.supports(interaction):
+        raise FhirError(405, f"{interaction} is not allowed on {name}.", "not-supported")
+    return rt
+
+
+def check_id(rid: str) -> None:
+    if not rid or len(rid) > 64 or not set(rid) <= ID_CHARS:
+        raise bad_request(f"'{rid}' is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}}).", ["id"])
+
+
+def parse_etag(value: str | None) -> int | None:
+    """W/"3" -> 3."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise bad_request(f"'{value}' is not a version ETag such as W/\"3\".", ["If-Match"])
+    return int(text)
+
+
+def http_date(ts: datetime) -> str:
+    return email.utils.format_datetime(ts, usegmt=True)
+
+
+def version_headers(version: Version) -> dict[str, str]:
+    return {"ETag": version.etag, "Last-Modified": http_date(version.ts)}
+
+
+class ResourceInteractions:
+    def __init__(self, repository: Repository, search: SearchEngine):
+        self.repository = repository
+        self.search = search
+
+    # ---------------------------------------------------------------- reads
+    def read(self, ctx: RequestContext, rt: str, rid: str) -> Result:
+        require_type(rt, "read")
+        version = self.repository.read(rt, rid)
+        headers = version_headers(version)
+        if _not_modified(ctx, version):
+            return Result(304, None, headers)
+        return Result(200, version.resource, headers)
+
+    def vread(self, ctx: RequestContext, rt: str, rid: str, vid: str) -> Result:
+        require_type(rt, "vread")
+        if not vid.isdigit():
+            raise not_found(f"{rt}/{rid} has no version '{vid}'.")
+        version = self.repository.vread(rt, rid, int(vid))
+        return Result(200, version.resource, version_headers(version))
+
+    # ---------------------------------------------------------------- writes
+    def create(self, ctx: RequestContext, rt: str, resource, if_none_exist: str | None = None) -> Result:
+        require_type(rt, "create")
+        check_resource_shape(resource, rt)
+        if if_none_exist:
+            existing = self.match(ctx, rt, if_none_exist, "If-None-Exist")
+            if len(existing) > 1:
+                raise precondition_failed(f"If-None-Exist '{if_none_exist}' matches {len(existing)} resources.")
+            if existing:
+                return self.written(ctx, existing[0], 200)
+        resource = dict(resource)
+        resource.pop("id", None)  # the server assigns ids on create
+        validate_resource(resource)
+        version = self.repository.create(resource)
+        return self.written(ctx, version, 201)
+
+    def update(self, ctx: RequestContext, rt: str, rid: str, resource, if_match: str | None) -> Result:
+        require_type(rt, "update")
+        check_id(rid)
+        check_resource_shape(resource, rt)
+        if resource.get("id") != rid:
+            raise bad_request(
+                f"The resource id '{resource.get('id')}' does not match the URL id '{rid}'.", [f"{rt}.id"]
+            )
+        validate_resource(resource)
+        version, created = self.repository.update(rt, rid, resource, parse_etag(if_match))
+        return self.written(ctx, version, 201 if created else 200)
+
+    def conditional_update(self, ctx: RequestContext, rt: str, query: str, resource, if_match: str | None) -> Result:
+        require_type(rt, "update")
+        check_resource_shape(resource, rt)
+        matches = self.match(ctx, rt, query, "conditional update")
+        if len(matches) > 1:
+            raise precondition_failed(f"The conditional update matches {len(matches)} resources.")
+        if matches:
+            rid = matches[0].rid
+            if resource.get("id") not in (None, rid):
+                raise bad_request(f"The resource id '{resource['id']}' differs from the matched {rt}/{rid}.", [f"{rt}.id"])
+            return self.update(ctx, rt, rid, {**resource, "id": rid}, if_match)
+        if resource.get("id"):
+            return self.update(ctx, rt, resource["id"], resource, if_match)
+        return self.create(ctx, rt, resource)
+
+    def patch(self, ctx: RequestContext, rt: str, rid: str, operations, if_match: str | None) -> Result:
+        require_type(rt, "patch")
+        current = self.repository.read(rt, rid)
+        patched = apply_json_patch(current.resource, operations)
+        if patched.get("resourceType") != rt or patched.get("id") != rid:
+            raise FhirError(422, "A patch may not change resourceType or id.", "processing", [f"{rt}.id"])
+        validate_resource(patched)
+        expected = parse_etag(if_match) if if_match else current.vid
+        version, _ = self.repository.update(rt, rid, patched, expected, method="PATCH")
+        return self.written(ctx, version, 200)
+
+    def conditional_patch(self, ctx: RequestContext, rt: str, query: str, operations, if_match: str | None) -> Result:
+        matches = self.match(ctx, rt, query, "conditional patch")
+        if not matches:
+            raise not_found(f"No {rt} matches '{query}'.")
+        if len(matches) > 1:
+            raise precondition_failed(f"The conditional patch matches {len(matches)} resources.")
+        return self.patch(ctx, rt, matches[0].rid, operations, if_match)
+
+    def delete(self, ctx: RequestContext, rt: str, rid: str, if_match: str | None = None) -> Result:
+        require_type(rt, "delete")
+        version = self.repository.delete(rt, rid, parse_etag(if_match))
+        headers = {"ETag": version.etag} if version else {}
+        return Result(204, None, headers)
+
+    def conditional_delete(self, ctx: RequestContext, rt: str, query: str) -> Result:
+        require_type(rt, "delete")
+        matches = self.match(ctx, rt, query, "conditional delete")
+        if len(matches) > 1:
+            raise precondition_failed(
+                f"The conditional delete matches {len(matches)} resources; this server deletes one at a time."
+            )
+        if matches:
+            self.repository.delete(rt, matches[0].rid)
+        return Result(204)
+
+    # ---------------------------------------------------------------- helpers
+    def match(self, ctx: RequestContext, rt: str, query: str, what: str) -> list[Version]:
+        from urllib.parse import parse_qsl
+
+        params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+        if not params:
+            raise bad_request(f"The {what} criteria are empty.", [what])
+        request = self.search.parse(rt, params, strict=True)
+        request.count, request.total, request.includes, request.revincludes = 2, "none", [], []
+        return self.search.execute(request, (ctx.base_url,)).matches
+
+    def written(self, ctx: RequestContext, version: Version, status: int) -> Result:
+        location = f"{version.rt}/{version.rid}/_history/{version.vid}"
+        headers = version_headers(version)
+        headers["Location"] = f"{ctx.base_url}/{location}"
+        if ctx.prefer_return == "minimal":
+            return Result(status, None, headers, location=location)
+        if ctx.prefer_return == "OperationOutcome":
+            outcome = {
+                "resourceType": "OperationOutcome",
+                "issue": [Issue(f"{location} written.", "informational", "information").to_fhir()],
+            }
+            return Result(status, outcome, headers, location=location)
+        return Result(status, version.resource, headers, location=location)
+
+
+def apply_json_patch(resource: dict, operations) -> dict:
+    if not isinstance(operations, list):
+        raise bad_request("A JSON Patch document is a JSON array of operations.", code="structure")
+    try:
+        return jsonpatch.JsonPatch(operations).apply(resource, in_place=False)
+    except jsonpatch.JsonPatchTestFailed as exc:
+        raise FhirError(422, f"JSON Patch test failed: {exc}", "processing") from None
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+        raise FhirError(422, f"The JSON Patch cannot be applied: {exc}", "processing") from None
+
+
+def _not_modified(ctx: RequestContext, version: Version) -> bool:
+    inm = ctx.headers.get("if-none-match")
+    if inm:
+        tags = [t.strip() for t in inm.split(",")]
+        return "*" in tags or version.etag in tags or f'"{version.vid}"' in tags
+    ims = ctx.headers.get("if-modified-since")
+    if ims:
+        try:
+            since = email.utils.parsedate_to_datetime(ims)
+        except (TypeError, ValueError):
+            return False
+        return version.ts.replace(microsecond=0) <= since
+    return False
+
+
+__all__ = ["ResourceInteractions", "fhir_instant"]

@@ -1,0 +1,154 @@
+"""search-type, search-system, compartment search and history, as Bundles."""
+
+from __future__ import annotations
+
+from fhir_server.fhir.bundle import full_url, link, new_bundle, page_url, shape
+from fhir_server.fhir.errors import Issue, bad_request
+from fhir_server.interactions.context import RequestContext, Result
+from fhir_server.interactions.resources import require_type
+from fhir_server.search.dates import DateFormatError, date_range
+from fhir_server.search.engine import SearchEngine, encode_cursor
+from fhir_server.storage.repository import Repository, Version
+
+HISTORY_DEFAULT_COUNT = 50
+
+
+class SearchInteractions:
+    def __init__(self, repository: Repository, engine: SearchEngine):
+        self.repository = repository
+        self.engine = engine
+
+    def search(
+        self,
+        ctx: RequestContext,
+        rt: str | None,
+        params: list[tuple[str, str]],
+        self_path: str,
+        compartment: str | None = None,
+    ) -> Result:
+        if rt is not None:
+            require_type(rt, "search-type")
+        request = self.engine.parse(rt, params, strict=ctx.prefer_handling == "strict")
+        request.compartment = compartment
+        result = self.engine.execute(request, (ctx.base_url,))
+        bundle = new_bundle("searchset")
+        if result.total is not None:
+            bundle["total"] = result.total
+        base = f"{ctx.base_url}/{self_path}"
+        kept = [(k, v) for k, v in params if k not in ("_cursor",) and k.split(":")[0] not in request.unknown]
+        links = [link("self", page_url(base, params))]
+        if request.cursor is not None or result.next_cursor:
+            links.append(link("first", page_url(base, kept)))
+        if result.prev_cursor:
+            links.append(link("previous", page_url(base, kept + [("_cursor", encode_cursor(result.prev_cursor))])))
+        if result.next_cursor:
+            links.append(link("next", page_url(base, kept + [("_cursor", encode_cursor(result.next_cursor))])))
+        bundle["link"] = links
+        entries = [self._entry(ctx, v, "match", request.summary, request.elements) for v in result.matches]
+        entries += [self._entry(ctx, v, "include", request.summary, request.elements) for v in result.included]
+        if request.unknown:
+            entries.append(
+                {
+                    "resource": {
+                        "resourceType": "OperationOutcome",
+                        "issue": [
+                            Issue(f"Unknown search parameter '{n}' ignored.", "not-supported", "warning").to_fhir()
+                            for n in request.unknown
+                        ],
+                    },
+                    "search": {"mode": "outcome"},
+                }
+            )
+        if request.summary != "count":
+            bundle["entry"] = entries
+        return Result(200, bundle)
+
+    @staticmethod
+    def _entry(ctx: RequestContext, version: Version, mode: str, summary, elements) -> dict:
+        return {
+            "fullUrl": full_url(ctx.base_url, version),
+            "resource": shape(version.resource, summary, elements),
+            "search": {"mode": mode},
+        }
+
+    # ---------------------------------------------------------------- history
+    def history(
+        self, ctx: RequestContext, rt: str | None, rid: str | None, params: list[tuple[str, str]], self_path: str
+    ) -> Result:
+        if rt is not None:
+            require_type(rt, "history-instance" if rid else "history-type")
+        count = HISTORY_DEFAULT_COUNT
+        since = at = None
+        cursor = None
+        for name, value in params:
+            if name == "_count":
+                if not value.isdigit():
+                    raise bad_request("_count must be a non-negative integer.", ["_count"])
+                count = min(int(value), self.engine.max_count)
+            elif name in ("_since", "_at"):
+                try:
+                    bound = date_range(value)
+                except DateFormatError as exc:
+                    raise bad_request(f"{name}: {exc}.", [name]) from None
+                since, at = (bound[0], at) if name == "_since" else (since, bound)
+            elif name == "_cursor":
+                cursor = value
+        if rid is not None:
+            versions = self.repository.instance_history(rt, rid)
+            if since:
+                versions = [v for v in versions if v.ts >= since]
+            total = len(versions)
+            start = int(cursor) if cursor and cursor.isdigit() else 0
+            page = versions[start : start + count]
+            next_cursor = str(start + count) if start + count < total else None
+        else:
+            query: dict = {}
+            if rt:
+                query["rt"] = rt
+            if since:
+                query["ts"] = {"$gte": since}
+            total = self.repository.count_history(query)
+            if cursor:
+                ts_part, _, id_part = cursor.partition("~")
+                from datetime import datetime
+
+                try:
+                    boundary = datetime.fromisoformat(ts_part)
+                except ValueError:
+                    raise bad_request("The history paging cursor is not valid.", ["_cursor"]) from None
+                query = {
+                    "$and": [
+                        query,
+                        {"$or": [{"ts": {"$lt": boundary}}, {"ts": boundary, "_id": {"$lt": id_part}}]},
+                    ]
+                }
+            page = self.repository.history(query, count + 1)
+            has_more = len(page) > count
+            page = page[:count]
+            next_cursor = f"{page[-1].ts.isoformat()}~{page[-1].key}/{page[-1].vid}" if has_more and page else None
+        bundle = new_bundle("history")
+        bundle["total"] = total
+        base = f"{ctx.base_url}/{self_path}"
+        kept = [(k, v) for k, v in params if k != "_cursor"]
+        bundle["link"] = [link("self", page_url(base, params))]
+        if next_cursor:
+            bundle["link"].append(link("next", page_url(base, kept + [("_cursor", next_cursor)])))
+        bundle["entry"] = [self._history_entry(ctx, v) for v in page]
+        return Result(200, bundle)
+
+    @staticmethod
+    def _history_entry(ctx: RequestContext, version: Version) -> dict:
+        entry: dict = {"fullUrl": full_url(ctx.base_url, version)}
+        if version.resource is not None:
+            entry["resource"] = version.resource
+        method = version.method or "PUT"
+        url = version.rt if method == "POST" else f"{version.rt}/{version.rid}"
+        entry["request"] = {"method": "PUT" if method == "PATCH" else method, "url": url}
+        entry["response"] = {
+            "status": "201 Created" if version.vid == 1 else ("204 No Content" if version.deleted else "200 OK"),
+            "etag": version.etag,
+            "lastModified": version.resource["meta"]["lastUpdated"] if version.resource else None,
+        }
+        if entry["response"]["lastModified"] is None:
+            del entry["response"]["lastModified"]
+        return entry

@@ -1,0 +1,398 @@
+"""Executes a search: request parameters -> MongoDB filter, keyset paging, includes, totals."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from fhir_server.fhir.errors import bad_request
+from fhir_server.fhir.resource_types import RESOURCE_TYPES
+from fhir_server.search.compiler import Compiler, ParsedParam, split_values
+from fhir_server.search.dates import MIN_INSTANT
+from fhir_server.search.registry import SearchParam, SearchRegistry
+from fhir_server.storage.repository import Repository, Version, as_utc
+
+RESULT_PARAMS = {
+    "_sort", "_count", "_include", "_revinclude", "_summary", "_total", "_elements",
+    "_contained", "_containedType", "_format", "_pretty", "_page", "_cursor",
+}
+SUMMARY_MODES = ("true", "false", "text", "data", "count")
+TOTAL_MODES = ("none", "estimate", "accurate")
+MAX_INCLUDE_ITERATIONS = 4
+
+
+@dataclass
+class SearchRequest:
+    resource_type: str | None
+    criteria: list[tuple[str, str]]  # (name with modifiers/chains, raw value), result params removed
+    sort: list[tuple[str, int]] = field(default_factory=list)
+    count: int = 50
+    includes: list[str] = field(default_factory=list)
+    revincludes: list[str] = field(default_factory=list)
+    summary: str | None = None
+    total: str = "accurate"
+    elements: list[str] | None = None
+    cursor: dict | None = None
+    unknown: list[str] = field(default_factory=list)
+    compartment: str | None = None  # "Patient/123"
+
+
+@dataclass
+class SearchResult:
+    matches: list[Version]
+    included: list[Version]
+    total: int | None
+    next_cursor: dict | None
+    prev_cursor: dict | None
+
+
+def encode_cursor(cursor: dict) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(cursor, default=_json_default)).decode("ascii").rstrip("=")
+
+
+def decode_cursor(token: str) -> dict:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        cursor = orjson.loads(base64.urlsafe_b64decode(padded))
+        for key in ("after", "before"):
+            if cursor.get(key):
+                cursor[key] = [_revive(v) for v in cursor[key]]
+        return cursor
+    except Exception:
+        raise bad_request("The paging cursor is not valid (it may belong to another search).", ["_cursor"])
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return {"$d": value.isoformat()}
+    raise TypeError
+
+
+def _revive(value):
+    if isinstance(value, dict) and "$d" in value:
+        return as_utc(datetime.fromisoformat(value["$d"]))
+    return value
+
+
+class SearchEngine:
+    def __init__(self, repository: Repository, registry: SearchRegistry, max_count: int, default_count: int):
+        self.repository = repository
+        self.registry = registry
+        self.max_count = max_count
+        self.default_count = default_count
+
+    # ------------------------------------------------------------ parsing
+    def parse(
+        self,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        strict: bool = False,
+    ) -> SearchRequest:
+        request = SearchRequest(resource_type, [], count=self.default_count)
+        for name, value in params:
+            base = name.split(".")[0].split(":")[0]
+            if base == "_sort":
+                request.sort = self._parse_sort(resource_type, value)
+            elif base == "_count":
+                if not value.isdigit():
+                    raise bad_request("_count must be a non-negative integer.", ["_count"])
+                request.count = min(int(value), self.max_count)
+            elif base == "_include":
+                request.includes.append(name + "=" + value)
+            elif base == "_revinclude":
+                request.revincludes.append(name + "=" + value)
+            elif base == "_summary":
+                if value not in SUMMARY_MODES:
+                    raise bad_request(f"_summary must be one of {', '.join(SUMMARY_MODES)}.", ["_summary"])
+                request.summary = None if value == "false" else value
+            elif base == "_total":
+                if value not in TOTAL_MODES:
+                    raise bad_request(f"_total must be one of {', '.join(TOTAL_MODES)}.", ["_total"])
+                request.total = value
+            elif base == "_elements":
+                request.elements = [e.strip() for e in value.split(",") if e.strip()]
+            elif base == "_cursor":
+                request.cursor = decode_cursor(value)
+            elif base in ("_format", "_pretty", "_contained", "_containedType", "_page"):
+                continue
+            elif base == "_has" or self._known(resource_type, base):
+                request.criteria.append((name, value))
+            else:
+                if strict:
+                    raise bad_request(f"Unknown search parameter '{name}' for {resource_type or 'the system'}.", [name])
+                request.unknown.append(name)
+        return request
+
+    def _known(self, resource_type: str | None, code: str) -> bool:
+        if resource_type is None:
+            return code in ("_id", "_lastUpdated")
+        return code in self.registry.params_for(resource_type)
+
+    def _parse_sort(self, resource_type: str | None, value: str) -> list[tuple[str, int]]:
+        keys = []
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            direction = -1 if item.startswith("-") else 1
+            code = item.lstrip("-")
+            if code == "_lastUpdated":
+                keys.append(("ts", direction))
+            elif code == "_id":
+                keys.append(("_id", direction))
+            elif resource_type and code in self.registry.params_for(resource_type):
+                keys.append((f"sk.{code}", direction))
+            else:
+                raise bad_request(f"Cannot sort on '{code}': not a search parameter of {resource_type}.", ["_sort"])
+        return keys
+
+    # ------------------------------------------------------------ filter
+    def build_filter(self, request: SearchRequest, base_prefixes: tuple[str, ...] = ()) -> dict:
+        query: dict[str, Any] = {"state": "live"}
+        if request.resource_type:
+            query["rt"] = request.resource_type
+        else:
+            query["rt"] = {"$in": list(RESOURCE_TYPES)}
+        if request.compartment:
+            query["comp"] = request.compartment
+        clauses = []
+        compiler = Compiler(base_prefixes)
+        for name, raw in request.criteria:
+            clauses.append(self._clause(request.resource_type, name, raw, compiler))
+        if clauses:
+            query["$and"] = clauses
+        return query
+
+    def _clause(self, resource_type: str | None, name: str, raw: str, compiler: Compiler) -> dict:
+        if name.startswith("_has:"):
+            return self._has_clause(resource_type, name, raw, compiler)
+        head, _, chain = name.partition(".")
+        code, _, modifier = head.partition(":")
+        values = split_values(raw)
+        if code == "_id":
+            ids = [v for v in values if v]
+            if modifier == "missing":
+                return {"rid": {"$exists": raw != "true"}}
+            return {"rid": {"$in": ids}} if modifier != "not" else {"rid": {"$nin": ids}}
+        if code == "_lastUpdated" and resource_type is None:
+            param = SearchParam("Resource", "_lastUpdated", "date", "")
+        else:
+            param = self.registry.get(resource_type or "", code)
+        if param is None:
+            raise bad_request(f"Unknown search parameter '{code}'.", [name])
+        if code == "_lastUpdated":
+            return self._last_updated(values, name, compiler)
+        parsed = ParsedParam(name, code, modifier or None, chain or None, values)
+        return compiler.compile(param, parsed, resolve_chain=self._resolve_chain(compiler))
+
+    def _last_updated(self, values: list[str], name: str, compiler: Compiler) -> dict:
+        from fhir_server.search.compiler import _prefix
+        from fhir_server.search.dates import DateFormatError, date_range
+
+        ors = []
+        for value in values:
+            prefix, raw = _prefix(value)
+            try:
+                lo, hi = date_range(raw)
+            except DateFormatError as exc:
+                raise bad_request(f"Search parameter '{name}': {exc}.", [name]) from None
+            cond = compiler._range_conditions(prefix, lo, hi)
+            # `ts` is an instant: lo == hi == ts
+            ors.append(_instant_condition(cond))
+        return ors[0] if len(ors) == 1 else {"$or": ors}
+
+    def _resolve_chain(self, compiler: Compiler):
+        def resolve(param: SearchParam, parsed: ParsedParam) -> list[str]:
+            targets = list(param.target) or list(RESOURCE_TYPES)
+            if parsed.modifier and parsed.modifier[0].isupper():
+                targets = [parsed.modifier]
+            chain = parsed.chain or ""
+            refs: list[str] = []
+            usable = [t for t in targets if t in RESOURCE_TYPES]
+            for target in usable:
+                head = chain.split(".")[0].split(":")[0]
+                if head not in ("_id", "_has") and self.registry.get(target, head) is None:
+                    continue
+                sub = SearchRequest(target, [(chain, ",".join(parsed.values))])
+                query = self.build_filter(sub, compiler.base_url_prefixes)
+                refs.extend(f"{target}/{d['rid']}" for d in self.repository.find_docs(query, {"rid": 1}))
+            if not any(self.registry.get(t, chain.split(".")[0].split(":")[0]) for t in usable):
+                raise bad_request(f"'{parsed.name}': '{chain}' is not a parameter of {', '.join(usable)}.", [parsed.name])
+            return refs
+
+        return resolve
+
+    def _has_clause(self, resource_type: str | None, name: str, raw: str, compiler: Compiler) -> dict:
+        # _has:Type:reference:param=value  (param may itself be _has:... or chained)
+        parts = name.split(":", 3)
+        if len(parts) < 4:
+            raise bad_request(f"'{name}' must read _has:Type:reference:parameter.", [name])
+        _, other_type, ref_code, rest = parts
+        if other_type not in RESOURCE_TYPES:
+            raise bad_request(f"'{name}': unknown resource type {other_type}.", [name])
+        if self.registry.get(other_type, ref_code) is None:
+            raise bad_request(f"'{name}': {ref_code} is not a parameter of {other_type}.", [name])
+        sub = SearchRequest(other_type, [(rest, raw)])
+        query = self.build_filter(sub, compiler.base_url_prefixes)
+        refs: set[str] = set()
+        for doc in self.repository.find_docs(query, {"idx": 1}):
+            for entry in doc.get("idx", []):
+                if entry.get("p") == ref_code and isinstance(entry.get("r"), str):
+                    target = entry["r"]
+                    if resource_type is None or target.startswith(resource_type + "/"):
+                        refs.add(target.split("/", 1)[1])
+        return {"rid": {"$in": sorted(refs)}}
+
+    # ------------------------------------------------------------ execution
+    def execute(self, request: SearchRequest, base_prefixes: tuple[str, ...] = (), extra_filter: dict | None = None) -> SearchResult:
+        query = self.build_filter(request, base_prefixes)
+        if extra_filter:
+            query = {"$and": [query, extra_filter]}
+        total = None
+        if request.summary == "count" or request.total in ("accurate", "estimate"):
+            total = self.repository.count(query)
+        if request.summary == "count" or request.count == 0:
+            return SearchResult([], [], total, None, None)
+        sort = list(request.sort) + [("_id", 1)] if request.sort else [("ts", -1), ("_id", -1)]
+        if sort[-1][0] != "_id":
+            sort.append(("_id", 1))
+        page_query = query
+        backwards = bool(request.cursor and request.cursor.get("before"))
+        if request.cursor:
+            boundary = request.cursor.get("after") or request.cursor.get("before")
+            page_query = {"$and": [query, _keyset(sort, boundary, backwards)]}
+        run_sort = [(f, -d) for f, d in sort] if backwards else sort
+        projection = {"idx": 0}
+        docs = list(self.repository.find_docs(page_query, projection, run_sort, request.count + 1))
+        has_more = len(docs) > request.count
+        docs = docs[: request.count]
+        if backwards:
+            docs.reverse()
+        matches = [self.repository._version_from_current(d) for d in docs]
+        keys = [_sort_values(d, sort) for d in docs]
+        next_cursor = prev_cursor = None
+        if docs:
+            if (has_more and not backwards) or backwards:
+                next_cursor = {"after": keys[-1]}
+            if request.cursor and (not backwards or has_more):
+                prev_cursor = {"before": keys[0]}
+        included = self.includes(request, matches)
+        return SearchResult(matches, included, total, next_cursor, prev_cursor)
+
+    def includes(self, request: SearchRequest, matches: list[Version]) -> list[Version]:
+        seen = {v.key for v in matches}
+        included: list[Version] = []
+        frontier = list(matches)
+        iterate_includes = [i for i in request.includes if ":iterate" in i.split("=")[0]]
+        iterate_rev = [i for i in request.revincludes if ":iterate" in i.split("=")[0]]
+        rounds = 0
+        includes, revincludes = request.includes, request.revincludes
+        while frontier and (includes or revincludes) and rounds < MAX_INCLUDE_ITERATIONS:
+            found: list[Version] = []
+            for spec in includes:
+                found += self._forward(spec, frontier)
+            for spec in revincludes:
+                found += self._reverse(spec, frontier)
+            new = []
+            for version in found:
+                if version.key not in seen:
+                    seen.add(version.key)
+                    new.append(version)
+            included += new
+            frontier = new
+            includes, revincludes = iterate_includes, iterate_rev
+            rounds += 1
+        return included
+
+    def _parse_include(self, spec: str) -> tuple[str, str, str | None]:
+        value = spec.split("=", 1)[1]
+        parts = value.split(":")
+        if value == "*":
+            return "*", "*", None
+        if len(parts) < 2:
+            raise bad_request(f"_include value '{value}' must read Type:parameter[:TargetType].", ["_include"])
+        return parts[0], parts[1], parts[2] if len(parts) > 2 else None
+
+    def _forward(self, spec: str, frontier: list[Version]) -> list[Version]:
+        source_type, code, target = self._parse_include(spec)
+        refs: set[str] = set()
+        keys = [v.key for v in frontier if source_type in ("*", v.rt)]
+        if not keys:
+            return []
+        for doc in self.repository.find_docs({"_id": {"$in": keys}}, {"idx": 1, "rt": 1}):
+            params = self.registry.params_for(doc["rt"])
+            for entry in doc.get("idx", []):
+                param = params.get(entry.get("p"))
+                if param is None or param.type != "reference" or (code != "*" and entry["p"] != code):
+                    continue
+                ref = entry.get("r")
+                if isinstance(ref, str) and ref.count("/") == 1 and (target is None or ref.startswith(target + "/")):
+                    refs.add(ref)
+        if not refs:
+            return []
+        return list(self.repository.find({"_id": {"$in": sorted(refs)}, "state": "live"}))
+
+    def _reverse(self, spec: str, frontier: list[Version]) -> list[Version]:
+        source_type, code, target = self._parse_include(spec)
+        if source_type not in RESOURCE_TYPES:
+            raise bad_request(f"_revinclude: unknown resource type '{source_type}'.", ["_revinclude"])
+        if code != "*" and self.registry.get(source_type, code) is None:
+            raise bad_request(f"_revinclude: {code} is not a parameter of {source_type}.", ["_revinclude"])
+        keys = [v.key for v in frontier if target is None or v.rt == target]
+        if not keys:
+            return []
+        cond: dict[str, Any] = {"r": {"$in": keys}}
+        if code != "*":
+            cond["p"] = code
+        return list(self.repository.find({"rt": source_type, "state": "live", "idx": {"$elemMatch": cond}}))
+
+
+def _instant_condition(cond: dict) -> dict:
+    """Range conditions written for [lo, hi] entries, applied to the single instant `ts`."""
+    out: list[dict] = []
+    for key, value in cond.items():
+        if key == "$or":
+            return {"$or": [_instant_condition(c) for c in value]}
+        for op, bound in value.items():
+            out.append({"ts": {op: bound}})
+    return out[0] if len(out) == 1 else {"$and": out}
+
+
+def _sort_values(doc: dict, sort: list[tuple[str, int]]) -> list:
+    values = []
+    for field_name, _ in sort:
+        if field_name.startswith("sk."):
+            values.append((doc.get("sk") or {}).get(field_name[3:]))
+        elif field_name == "ts":
+            values.append(as_utc(doc["ts"]))
+        else:
+            values.append(doc[field_name])
+    return values
+
+
+def _keyset(sort: list[tuple[str, int]], boundary: list, backwards: bool) -> dict:
+    """Documents strictly after (or before) `boundary` in the sort order: (a > x) or (a = x and b > y)..."""
+    ors = []
+    for i, (field_name, direction) in enumerate(sort):
+        eqs = {sort[j][0]: boundary[j] for j in range(i)}
+        forward = direction == 1
+        if backwards:
+            forward = not forward
+        value = boundary[i]
+        if value is None:
+            # missing values sort first ascending: everything non-missing is after them
+            cond = {field_name: {"$ne": None}} if forward else None
+        else:
+            cond = {field_name: {"$gt" if forward else "$lt": value}}
+            if not forward:
+                cond = {"$or": [cond, {field_name: None}]}
+        if cond is not None:
+            ors.append({**eqs, **cond} if "$or" not in cond else {"$and": [eqs, cond]} if eqs else cond)
+    return {"$or": ors} if ors else {"_id": {"$exists": False}}
+
+
+__all__ = ["SearchEngine", "SearchRequest", "SearchResult", "encode_cursor", "MIN_INSTANT"]

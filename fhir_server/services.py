@@ -1,0 +1,48 @@
+"""Wiring of the layers below HTTP: storage -> search -> interactions. Built once per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymongo.database import Database
+
+from fhir_server.config import Settings
+from fhir_server.interactions.bundles import BundleInteractions
+from fhir_server.interactions.resources import ResourceInteractions
+from fhir_server.interactions.search import SearchInteractions
+from fhir_server.search.engine import SearchEngine
+from fhir_server.search.extract import Indexer
+from fhir_server.search.registry import SearchRegistry, load_registry
+from fhir_server.storage.binaries import BinaryStore
+from fhir_server.storage.documents import ensure_indexes
+from fhir_server.storage.repository import Repository
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: SearchRegistry
+    repository: Repository
+    engine: SearchEngine
+    resources: ResourceInteractions
+    searches: SearchInteractions
+    bundles: BundleInteractions
+
+
+def build_services(db: Database, settings: Settings) -> Services:
+    from datetime import timedelta
+
+    ensure_indexes()
+    registry = load_registry()
+    repository = Repository(
+        db,
+        Indexer(registry),
+        BinaryStore(db, settings.gridfs_threshold_bytes),
+        lock_timeout=timedelta(seconds=settings.transaction_timeout_seconds),
+    )
+    repository.recover()  # finish or undo transactions a previous process left half-way
+    engine = SearchEngine(repository, registry, settings.max_page_size, settings.default_page_size)
+    resources = ResourceInteractions(repository, engine)
+    searches = SearchInteractions(repository, engine)
+    bundles = BundleInteractions(repository, resources, searches)
+    return Services(settings, registry, repository, engine, resources, searches, bundles)

@@ -1,0 +1,464 @@
+"""The single door to storage: versions, history, optimistic locking and transactions.
+
+Write protocol (works on MongoDB and on servers without multi-document transactions, such as
+FerretDB):
+
+* single write: insert the new version into `history` first; its `_id` ("Type/id/vid") is
+  unique, so of two concurrent writers of the same next version exactly one gets in. The winner
+  then moves `resources` forward with a filter on the version it read. A writer that died between
+  the two steps leaves a history record ahead of `resources`; the next writer that collides with
+  it rolls it forward (the record holds everything needed), so nothing is lost or stuck.
+* transaction: every touched resource is locked (`txn` set with a filter on the version read;
+  creates insert a `pending` placeholder). The commit point is one insert of the journal holding
+  all new versions. Then versions are applied and the journal removed. At start-up (and when a
+  writer meets a stale lock) `recover()` rolls committed journals forward and releases locks of
+  transactions that died before their commit point, so a crash leaves all or nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from fhir_server.fhir.errors import conflict, gone, not_found, precondition_failed
+from fhir_server.storage.binaries import BinaryStore
+from fhir_server.storage.documents import ResourceVersion, StoredResource, TransactionJournal
+
+Indexer = Callable[[dict], tuple[list[dict], list[str], dict]]
+MAX_WRITE_ATTEMPTS = 20
+
+
+def utcnow() -> datetime:
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=(now.microsecond // 1000) * 1000)  # MongoDB keeps milliseconds
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def fhir_instant(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def as_utc(ts: datetime) -> datetime:
+    """Datetimes from the driver carry its own UTC tzinfo (or none): normalise to timezone.utc."""
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+
+
+@dataclass
+class Version:
+    """One version of a resource as the interaction layer sees it."""
+
+    rt: str
+    rid: str
+    vid: int
+    ts: datetime
+    deleted: bool = False
+    resource: dict | None = None
+    method: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.rt}/{self.rid}"
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.vid}"'
+
+
+@dataclass
+class WriteOp:
+    """One write of a transaction: `resource` None means delete; `expected_vid` 0 means 'must not exist'."""
+
+    rt: str
+    rid: str
+    resource: dict | None
+    method: str
+    expected_vid: int | None = None
+    # filled in while locking
+    vid: int = 0
+    ts: datetime | None = None
+    created: bool = False
+    previous_state: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Repository:
+    def __init__(
+        self,
+        db: Database,
+        indexer: Indexer,
+        binaries: BinaryStore,
+        clock: Callable[[], datetime] = utcnow,
+        ids: Callable[[], str] = new_id,
+        lock_timeout: timedelta = timedelta(seconds=60),
+    ):
+        self.db = db
+        self.resources = StoredResource._get_collection()
+        self.history_coll = ResourceVersion._get_collection()
+        self.journal = TransactionJournal._get_collection()
+        self.indexer = indexer
+        self.binaries = binaries
+        self.clock = clock
+        self.ids = ids
+        self.lock_timeout = lock_timeout
+        # Test hook: called with a step name during commit; raising there simulates a crash.
+        self.fault_point: Callable[[str], None] = lambda step: None
+
+    # ------------------------------------------------------------------ reads
+    def current_doc(self, rt: str, rid: str) -> dict | None:
+        return self.resources.find_one({"_id": f"{rt}/{rid}"}, {"idx": 0, "sk": 0})
+
+    def read(self, rt: str, rid: str) -> Version:
+        doc = self.current_doc(rt, rid)
+        if doc is None or doc["state"] == "pending":
+            raise not_found(f"{rt}/{rid} is not known.")
+        version = self._version_from_current(doc)
+        if version.deleted:
+            raise gone(f"{rt}/{rid} was deleted (version {version.vid}).")
+        return version
+
+    def vread(self, rt: str, rid: str, vid: int) -> Version:
+        current = self.current_doc(rt, rid)
+        rec = self.history_coll.find_one({"_id": f"{rt}/{rid}/{vid}"})
+        if rec is None or current is None or current["state"] == "pending" or vid > current["vid"]:
+            raise not_found(f"{rt}/{rid} has no version {vid}.")
+        version = self._version_from_history(rec)
+        if version.deleted:
+            raise gone(f"Version {vid} of {rt}/{rid} is a deletion.")
+        return version
+
+    def find(
+        self,
+        query: dict,
+        sort: list[tuple[str, int]] | None = None,
+        limit: int = 0,
+        projection: dict | None = None,
+    ) -> Iterator[Version]:
+        cursor = self.resources.find(query, projection or {"idx": 0, "sk": 0})
+        if sort:
+            cursor = cursor.sort(sort)
+        if limit:
+            cursor = cursor.limit(limit)
+        for doc in cursor:
+            yield self._version_from_current(doc)
+
+    def find_docs(self, query: dict, projection: dict | None = None, sort=None, limit: int = 0) -> Iterator[dict]:
+        cursor = self.resources.find(query, projection)
+        if sort:
+            cursor = cursor.sort(sort)
+        if limit:
+            cursor = cursor.limit(limit)
+        return iter(cursor)
+
+    def count(self, query: dict) -> int:
+        return self.resources.count_documents(query)
+
+    def instance_history(self, rt: str, rid: str) -> list[Version]:
+        current = self.current_doc(rt, rid)
+        if current is None or current["state"] == "pending":
+            raise not_found(f"{rt}/{rid} is not known.")
+        recs = self.history_coll.find({"key": f"{rt}/{rid}", "vid": {"$lte": current["vid"]}}).sort("vid", -1)
+        return [self._version_from_history(r) for r in recs]
+
+    def history(self, query: dict, limit: int) -> list[Version]:
+        """Type or system history, newest first; `query` filters the history collection."""
+        recs = self.history_coll.find(query).sort([("ts", -1), ("_id", -1)]).limit(limit)
+        return [self._version_from_history(r) for r in recs]
+
+    def count_history(self, query: dict) -> int:
+        return self.history_coll.count_documents(query)
+
+    def raw_binary(self, version: Version) -> bytes:
+        stored = self.history_coll.find_one({"_id": f"{version.key}/{version.vid}"}, {"res": 1})
+        return self.binaries.raw_bytes(stored["res"] if stored else version.resource or {})
+
+    # ------------------------------------------------------------------ single writes
+    def create(self, resource: dict, rid: str | None = None, method: str = "POST") -> Version:
+        rt = resource["resourceType"]
+        rid = rid or self.ids()
+        version, _ = self._write(rt, rid, resource, method, if_match=None, must_be_new=True)
+        return version
+
+    def update(
+        self, rt: str, rid: str, resource: dict, if_match: int | None = None, method: str = "PUT"
+    ) -> tuple[Version, bool]:
+        """Write a new version; returns (version, created)."""
+        return self._write(rt, rid, resource, method, if_match=if_match)
+
+    def delete(self, rt: str, rid: str, if_match: int | None = None) -> Version | None:
+        """Delete (a tombstone version). None when the resource was already deleted."""
+        doc = self.current_doc(rt, rid)
+        if doc is None or doc["state"] == "pending":
+            raise not_found(f"{rt}/{rid} is not known.")
+        if doc["state"] == "deleted" and if_match is None:
+            return None
+        version, _ = self._write(rt, rid, None, "DELETE", if_match=if_match)
+        return version
+
+    def _write(
+        self,
+        rt: str,
+        rid: str,
+        resource: dict | None,
+        method: str,
+        if_match: int | None,
+        must_be_new: bool = False,
+    ) -> tuple[Version, bool]:
+        key = f"{rt}/{rid}"
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            doc = self.resources.find_one({"_id": key}, {"vid": 1, "state": 1, "txn": 1, "txn_at": 1})
+            if doc is not None and doc.get("txn"):
+                self._wait_or_break_lock(doc)
+                continue
+            if doc is None or doc["state"] == "pending":
+                if resource is None:
+                    raise not_found(f"{key} is not known.")
+                if if_match is not None:
+                    raise precondition_failed(f"{key} does not exist; If-Match cannot hold.")
+                previous_vid = 0
+            else:
+                if must_be_new:
+                    raise conflict(f"{key} already exists.")
+                previous_vid = doc["vid"]
+                if if_match is not None and if_match != previous_vid:
+                    raise precondition_failed(
+                        f"{key} is at version {previous_vid}, not {if_match} (If-Match): reload and retry."
+                    )
+            vid = previous_vid + 1
+            ts = self.clock()
+            wid = self.ids()
+            stored = self._stored_resource(rt, rid, resource, vid, ts)
+            try:
+                self.history_coll.insert_one(self._history_doc(rt, rid, vid, ts, stored, method, wid))
+            except DuplicateKeyError:
+                # Another writer got version `vid` first (or died after writing it): finish its
+                # write for it, then decide again with the new current version.
+                self._roll_forward(rt, rid, vid)
+                if if_match is not None:
+                    raise precondition_failed(f"{key} was modified concurrently (If-Match {if_match}).")
+                continue
+            state = "deleted" if resource is None else "live"
+            new_fields = self._current_fields(rt, rid, vid, ts, stored, state, wid)
+            if previous_vid == 0 and doc is None:
+                try:
+                    self.resources.insert_one({"_id": key, **new_fields})
+                except DuplicateKeyError:
+                    self.history_coll.delete_one({"_id": f"{key}/{vid}", "wid": wid})
+                    if must_be_new:
+                        raise conflict(f"{key} already exists.") from None
+                    continue
+            else:
+                filt: dict[str, Any] = {"_id": key, "vid": doc["vid"], "txn": None}
+                if doc["state"] == "pending":
+                    filt["state"] = "pending"
+                result = self.resources.update_one(filt, {"$set": new_fields, "$unset": {"txn_at": ""}})
+                if result.matched_count == 0:
+                    now = self.resources.find_one({"_id": key}, {"vid": 1, "wid": 1})
+                    if not (now and now["vid"] == vid and now.get("wid") == wid):
+                        self.history_coll.delete_one({"_id": f"{key}/{vid}", "wid": wid})
+                        if if_match is not None:
+                            raise precondition_failed(f"{key} was modified concurrently (If-Match {if_match}).")
+                        continue
+            created = previous_vid == 0 or (doc is not None and doc["state"] == "deleted")
+            return Version(rt, rid, vid, ts, resource is None, self._public(stored), method), created
+        raise conflict(f"{key} is under heavy concurrent modification; retry later.")
+
+    def _roll_forward(self, rt: str, rid: str, vid: int) -> None:
+        rec = self.history_coll.find_one({"_id": f"{rt}/{rid}/{vid}"})
+        if rec is None:
+            return
+        fields = self._current_fields(
+            rt, rid, vid, as_utc(rec["ts"]), rec.get("res"), "deleted" if rec.get("deleted") else "live", rec["wid"]
+        )
+        self.resources.update_one(
+            {"_id": f"{rt}/{rid}", "vid": vid - 1, "txn": None}, {"$set": fields}, upsert=False
+        )
+        if vid == 1:
+            try:
+                self.resources.insert_one({"_id": f"{rt}/{rid}", **fields})
+            except DuplicateKeyError:
+                pass
+
+    # ------------------------------------------------------------------ transactions
+    def commit(self, ops: list[WriteOp]) -> list[Version]:
+        """Apply all writes or none (see the module docstring for the protocol)."""
+        txid = "txn-" + self.ids()
+        locked: list[WriteOp] = []
+        try:
+            for op in sorted(ops, key=lambda o: (o.rt, o.rid)):
+                self._lock(op, txid)
+                locked.append(op)
+            self.fault_point("locked")
+            journal_ops = []
+            for op in ops:
+                op.ts = self.clock()
+                stored = self._stored_resource(op.rt, op.rid, op.resource, op.vid, op.ts)
+                op.extra["stored"] = stored
+                journal_ops.append(
+                    {
+                        "rt": op.rt,
+                        "rid": op.rid,
+                        "vid": op.vid,
+                        "ts": op.ts,
+                        "method": op.method,
+                        "deleted": op.resource is None,
+                        "res": stored,
+                    }
+                )
+            self.journal.insert_one(
+                {"_id": txid, "state": "committed", "created": self.clock(), "ops": journal_ops}
+            )
+        except SimulatedCrash:
+            raise
+        except BaseException:
+            self._release(txid)
+            raise
+        # Past the commit point: what follows is idempotent and finished by recover() after a crash.
+        self.fault_point("committed")
+        self._apply_journal(txid, journal_ops)
+        return [
+            Version(op.rt, op.rid, op.vid, op.ts, op.resource is None, self._public(op.extra["stored"]), op.method)
+            for op in ops
+        ]
+
+    def _lock(self, op: WriteOp, txid: str) -> None:
+        key = f"{op.rt}/{op.rid}"
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            doc = self.resources.find_one({"_id": key}, {"vid": 1, "state": 1, "txn": 1, "txn_at": 1})
+            if doc is not None and doc.get("txn"):
+                if doc["txn"] == txid:
+                    raise conflict(f"{key} is written twice in one transaction.")
+                self._wait_or_break_lock(doc)
+                continue
+            exists = doc is not None and doc["state"] == "live"
+            if op.expected_vid == 0 and exists:
+                raise precondition_failed(f"{key} already exists.")
+            if op.expected_vid and (not exists or doc["vid"] != op.expected_vid):
+                raise precondition_failed(f"{key} is not at version {op.expected_vid} (If-Match).")
+            if op.resource is None and not exists:
+                raise not_found(f"{key} is not known.")
+            now = self.clock()
+            if doc is None:
+                try:
+                    self.resources.insert_one(
+                        {
+                            "_id": key, "rt": op.rt, "rid": op.rid, "vid": 0, "ts": now, "state": "pending",
+                            "res": None, "idx": [], "comp": [], "sk": {}, "txn": txid, "txn_at": now,
+                        }
+                    )
+                except DuplicateKeyError:
+                    continue
+                op.vid, op.created, op.previous_state = 1, True, "pending"
+                return
+            res = self.resources.update_one(
+                {"_id": key, "vid": doc["vid"], "txn": None}, {"$set": {"txn": txid, "txn_at": now}}
+            )
+            if res.matched_count:
+                op.vid = doc["vid"] + 1
+                op.created = doc["state"] != "live"
+                op.previous_state = doc["state"]
+                return
+        raise conflict(f"{key} is under heavy concurrent modification; retry later.")
+
+    def _wait_or_break_lock(self, doc: dict) -> None:
+        held_since = doc.get("txn_at")
+        if held_since is None or self.clock() - as_utc(held_since) > self.lock_timeout:
+            self.recover()
+            return
+        raise conflict(f"{doc['_id']} is being written by a transaction; retry shortly.")
+
+    def _apply_journal(self, txid: str, journal_ops: list[dict]) -> None:
+        for op in journal_ops:
+            rt, rid, vid = op["rt"], op["rid"], op["vid"]
+            hist = self._history_doc(rt, rid, vid, op["ts"], op["res"], op["method"], txid)
+            self.history_coll.replace_one({"_id": hist["_id"]}, hist, upsert=True)
+            fields = self._current_fields(
+                rt, rid, vid, op["ts"], op["res"], "deleted" if op["deleted"] else "live", txid
+            )
+            self.resources.update_one(
+                {"_id": f"{rt}/{rid}", "txn": txid}, {"$set": fields, "$unset": {"txn": "", "txn_at": ""}}
+            )
+            self.fault_point("applied-one")
+        self.journal.delete_one({"_id": txid})
+
+    def _release(self, txid: str) -> None:
+        self.resources.delete_many({"txn": txid, "state": "pending"})
+        self.resources.update_many({"txn": txid}, {"$unset": {"txn": "", "txn_at": ""}})
+
+    def recover(self) -> dict:
+        """Finish committed transactions and release locks of dead ones. Safe to run any time."""
+        rolled_forward = 0
+        for journal in list(self.journal.find({})):
+            ops = [{**op, "ts": as_utc(op["ts"])} for op in journal["ops"]]
+            self._apply_journal(journal["_id"], ops)
+            rolled_forward += 1
+        cutoff = self.clock() - self.lock_timeout
+        stale = {d["txn"] for d in self.resources.find({"txn": {"$ne": None}, "txn_at": {"$lt": cutoff}}, {"txn": 1})}
+        for txid in stale:
+            if self.journal.find_one({"_id": txid}) is None:
+                self._release(txid)
+        return {"rolled_forward": rolled_forward, "rolled_back": len(stale)}
+
+    # ------------------------------------------------------------------ helpers
+    def _stored_resource(self, rt: str, rid: str, resource: dict | None, vid: int, ts: datetime) -> dict | None:
+        if resource is None:
+            return None
+        stored = copy.deepcopy(resource)
+        stored["id"] = rid
+        meta = dict(stored.get("meta") or {})
+        meta["versionId"] = str(vid)
+        meta["lastUpdated"] = fhir_instant(ts)
+        stored["meta"] = meta
+        # Keep the element order readable: resourceType, id, meta first.
+        ordered = {"resourceType": rt, "id": rid, "meta": meta}
+        ordered.update((k, v) for k, v in stored.items() if k not in ordered)
+        return self.binaries.externalise(ordered)
+
+    def _current_fields(
+        self, rt: str, rid: str, vid: int, ts: datetime, stored: dict | None, state: str, wid: str
+    ) -> dict:
+        if stored is not None:
+            idx, comp, sort_keys = self.indexer(stored)
+        else:
+            idx, comp, sort_keys = [], [], {}
+        return {
+            "rt": rt, "rid": rid, "vid": vid, "ts": ts, "state": state,
+            "res": stored, "idx": idx, "comp": comp, "sk": sort_keys, "wid": wid, "txn": None,
+        }
+
+    @staticmethod
+    def _history_doc(rt, rid, vid, ts, stored, method, wid) -> dict:
+        return {
+            "_id": f"{rt}/{rid}/{vid}", "key": f"{rt}/{rid}", "rt": rt, "rid": rid, "vid": vid, "ts": ts,
+            "deleted": stored is None, "method": method, "res": stored, "wid": wid,
+        }
+
+    def _public(self, stored: dict | None) -> dict | None:
+        return None if stored is None else self.binaries.internalise(stored)
+
+    def _version_from_current(self, doc: dict) -> Version:
+        return Version(
+            doc["rt"], doc["rid"], doc["vid"], as_utc(doc["ts"]), doc["state"] == "deleted",
+            self._public(doc.get("res")),
+        )
+
+    def _version_from_history(self, rec: dict) -> Version:
+        return Version(
+            rec["rt"], rec["rid"], rec["vid"], as_utc(rec["ts"]), bool(rec.get("deleted")),
+            self._public(rec.get("res")), rec.get("method"),
+        )
+
+
+class SimulatedCrash(BaseException):
+    """Raised by tests through `fault_point` to stop a commit as a dying process would."""
+
+
