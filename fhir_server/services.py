@@ -32,8 +32,9 @@ class Services:
 def build_services(db: Database, settings: Settings) -> Services:
     from datetime import timedelta
 
-    ensure_indexes()
     registry = load_registry()
+    date_codes = [p.code for params in registry.by_type.values() for p in params.values() if p.type == "date"]
+    ensure_indexes(date_codes=date_codes, sort_codes=date_codes)
     repository = Repository(
         db,
         Indexer(registry),

@@ -11,7 +11,14 @@ import orjson
 
 from fhir_server.fhir.errors import bad_request
 from fhir_server.fhir.resource_types import RESOURCE_TYPES
-from fhir_server.search.compiler import Compiler, ParsedParam, split_values
+from fhir_server.search.compiler import (
+    Compiler,
+    ParsedParam,
+    parse_date,
+    range_conditions,
+    split_prefix,
+    split_values,
+)
 from fhir_server.search.dates import MIN_INSTANT
 from fhir_server.search.registry import SearchParam, SearchRegistry
 from fhir_server.storage.repository import Repository, Version, as_utc
@@ -185,23 +192,18 @@ class SearchEngine:
         if param is None:
             raise bad_request(f"Unknown search parameter '{code}'.", [name])
         if code == "_lastUpdated":
-            return self._last_updated(values, name, compiler)
+            return self._last_updated(values, name)
         parsed = ParsedParam(name, code, modifier or None, chain or None, values)
         return compiler.compile(param, parsed, resolve_chain=self._resolve_chain(compiler))
 
-    def _last_updated(self, values: list[str], name: str, compiler: Compiler) -> dict:
-        from fhir_server.search.compiler import _prefix
-        from fhir_server.search.dates import DateFormatError, date_range
-
+    @staticmethod
+    def _last_updated(values: list[str], name: str) -> dict:
+        """`ts` is one instant: the stored range is [ts, ts]."""
         ors = []
         for value in values:
-            prefix, raw = _prefix(value)
-            try:
-                lo, hi = date_range(raw)
-            except DateFormatError as exc:
-                raise bad_request(f"Search parameter '{name}': {exc}.", [name]) from None
-            cond = compiler._range_conditions(prefix, lo, hi)
-            # `ts` is an instant: lo == hi == ts
+            prefix, raw = split_prefix(value)
+            lo, hi = parse_date(name, raw)
+            cond = range_conditions("ts", prefix, lo, hi)
             ors.append(_instant_condition(cond))
         return ors[0] if len(ors) == 1 else {"$or": ors}
 
@@ -239,12 +241,10 @@ class SearchEngine:
         sub = SearchRequest(other_type, [(rest, raw)])
         query = self.build_filter(sub, compiler.base_url_prefixes)
         refs: set[str] = set()
-        for doc in self.repository.find_docs(query, {"idx": 1}):
-            for entry in doc.get("idx", []):
-                if entry.get("p") == ref_code and isinstance(entry.get("r"), str):
-                    target = entry["r"]
-                    if resource_type is None or target.startswith(resource_type + "/"):
-                        refs.add(target.split("/", 1)[1])
+        for doc in self.repository.find_docs(query, {"ix.rf": 1}):
+            for code, target in _references(doc):
+                if code == ref_code and (resource_type is None or target.startswith(resource_type + "/")):
+                    refs.add(target.split("/", 1)[1])
         return {"rid": {"$in": sorted(refs)}}
 
     # ------------------------------------------------------------ execution
@@ -266,7 +266,7 @@ class SearchEngine:
             boundary = request.cursor.get("after") or request.cursor.get("before")
             page_query = {"$and": [query, _keyset(sort, boundary, backwards)]}
         run_sort = [(f, -d) for f, d in sort] if backwards else sort
-        projection = {"idx": 0}
+        projection = {"ix": 0}
         docs = list(self.repository.find_docs(page_query, projection, run_sort, request.count + 1))
         has_more = len(docs) > request.count
         docs = docs[: request.count]
@@ -323,14 +323,13 @@ class SearchEngine:
         keys = [v.key for v in frontier if source_type in ("*", v.rt)]
         if not keys:
             return []
-        for doc in self.repository.find_docs({"_id": {"$in": keys}}, {"idx": 1, "rt": 1}):
-            params = self.registry.params_for(doc["rt"])
-            for entry in doc.get("idx", []):
-                param = params.get(entry.get("p"))
-                if param is None or param.type != "reference" or (code != "*" and entry["p"] != code):
+        for doc in self.repository.find_docs({"_id": {"$in": keys}}, {"ix.rf": 1, "rt": 1}):
+            for ref_code, ref in _references(doc):
+                if code != "*" and ref_code != code:
                     continue
-                ref = entry.get("r")
-                if isinstance(ref, str) and ref.count("/") == 1 and (target is None or ref.startswith(target + "/")):
+                if ref.count("/") == 1 and ref.split("/")[0] in RESOURCE_TYPES and (
+                    target is None or ref.startswith(target + "/")
+                ):
                     refs.add(ref)
         if not refs:
             return []
@@ -345,10 +344,18 @@ class SearchEngine:
         keys = [v.key for v in frontier if target is None or v.rt == target]
         if not keys:
             return []
-        cond: dict[str, Any] = {"r": {"$in": keys}}
-        if code != "*":
-            cond["p"] = code
-        return list(self.repository.find({"rt": source_type, "state": "live", "idx": {"$elemMatch": cond}}))
+        codes = [code] if code != "*" else [
+            p.code for p in self.registry.params_for(source_type).values() if p.type == "reference"
+        ]
+        wanted = [f"{c}|{k}" for c in codes for k in keys]
+        return list(self.repository.find({"rt": source_type, "state": "live", "ix.rf": {"$in": wanted}}))
+
+
+def _references(doc: dict):
+    """(parameter code, 'Type/id') pairs of a stored document's reference keys."""
+    for key in (doc.get("ix") or {}).get("rf", []):
+        code, _, ref = key.partition("|")
+        yield code, ref
 
 
 def _instant_condition(cond: dict) -> dict:
@@ -358,7 +365,7 @@ def _instant_condition(cond: dict) -> dict:
         if key == "$or":
             return {"$or": [_instant_condition(c) for c in value]}
         for op, bound in value.items():
-            out.append({"ts": {op: bound}})
+            out.append({"ts": {op: bound}})  # "ts.lo" and "ts.hi" are both ts
     return out[0] if len(out) == 1 else {"$and": out}
 
 

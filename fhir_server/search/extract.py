@@ -1,5 +1,20 @@
 """Index extraction at write time: the registry's FHIRPath expressions, evaluated with fhirpathpy,
-turned into small normalised entries that MongoDB indexes (see storage.documents.SEARCH_INDEXES).
+turned into flat, normalised keys stored beside the resource (the `ix` sub-document).
+
+Flat keys rather than arrays of sub-documents: equality on a multikey array of strings, an
+anchored prefix regex on it, and range queries on scalar fields are what every MongoDB
+wire-protocol server indexes (FerretDB 1.x has no `$elemMatch` on sub-documents), so one shape
+serves MongoDB and FerretDB alike.
+
+  ix.tk  tokens      "code|system|value" and "code|*|value" (any system); "code:text|folded text";
+                     "code:of-type|typesystem|typecode|value"; booleans and codes as tokens
+  ix.st  strings     "code|folded"        (accents removed, lower case: prefix and contains search)
+  ix.sx  strings     "code|exact"         (:exact)
+  ix.rf  references  "code|Type/id" or "code|url"
+  ix.ur  uris        "code|uri"
+  ix.pp  present     parameter codes with at least one value (:missing)
+  ix.dt  dates       {code: {"lo": instant, "hi": instant}} (the hull of every value)
+  ix.nm  numbers     {code: {"n": value, "s": system, "c": unit}} (smallest value)
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ from fhir_server.search.dates import MAX_INSTANT, MIN_INSTANT, DateFormatError, 
 from fhir_server.search.registry import PATIENT_COMPARTMENT, SearchParam, SearchRegistry
 
 log = logging.getLogger(__name__)
+ANY_SYSTEM = "*"
 
 
 def fold(text: str) -> str:
@@ -25,50 +41,120 @@ def fold(text: str) -> str:
     return " ".join(stripped.casefold().split())
 
 
-def _token_entries(code: str, value) -> list[dict]:
+def token_key(code: str, system: str | None, value: str) -> str:
+    return f"{code}|{system or ''}|{value}"
+
+
+class _Keys:
+    """Accumulates the index keys of one resource."""
+
+    def __init__(self) -> None:
+        self.tk: list[str] = []
+        self.st: list[str] = []
+        self.sx: list[str] = []
+        self.rf: list[str] = []
+        self.ur: list[str] = []
+        self.pp: list[str] = []
+        self.dt: dict[str, dict] = {}
+        self.nm: dict[str, dict] = {}
+        self.sort: dict[str, object] = {}
+
+    def token(self, code: str, system: str | None, value) -> None:
+        value = str(value)
+        self.tk.append(token_key(code, system, value))
+        self.tk.append(token_key(code, ANY_SYSTEM, value))
+        self._sort(code, value)
+
+    def text(self, code: str, text: str) -> None:
+        self.tk.append(f"{code}:text|{fold(text)}")
+
+    def string(self, code: str, text: str) -> None:
+        self.st.append(f"{code}|{fold(text)}")
+        self.sx.append(f"{code}|{text}")
+        self._sort(code, fold(text))
+
+    def reference(self, code: str, ref: str) -> None:
+        self.rf.append(f"{code}|{ref}")
+        self._sort(code, ref)
+
+    def uri(self, code: str, uri: str) -> None:
+        self.ur.append(f"{code}|{uri}")
+        self._sort(code, uri)
+
+    def date(self, code: str, lo, hi) -> None:
+        current = self.dt.get(code)
+        if current is None:
+            self.dt[code] = {"lo": lo, "hi": hi}
+        else:
+            current["lo"], current["hi"] = min(current["lo"], lo), max(current["hi"], hi)
+        self._sort(code, lo)
+
+    def number(self, code: str, number: float, system: str | None = None, unit: str | None = None) -> None:
+        current = self.nm.get(code)
+        if current is None or number < current["n"]:
+            entry: dict = {"n": number}
+            if system:
+                entry["s"] = system
+            if unit:
+                entry["c"] = unit
+            self.nm[code] = entry
+        self._sort(code, number)
+
+    def _sort(self, code: str, value) -> None:
+        current = self.sort.get(code)
+        if current is None or value < current:
+            self.sort[code] = value
+
+    def document(self) -> dict:
+        doc: dict = {}
+        for name in ("tk", "st", "sx", "rf", "ur", "pp"):
+            values = list(dict.fromkeys(getattr(self, name)))
+            if values:
+                doc[name] = values
+        if self.dt:
+            doc["dt"] = self.dt
+        if self.nm:
+            doc["nm"] = self.nm
+        return doc
+
+
+# ------------------------------------------------------------------ per-type extraction
+def _token(keys: _Keys, code: str, value) -> bool:
     if isinstance(value, bool):
-        return [{"p": code, "c": "true" if value else "false"}]
+        keys.token(code, None, "true" if value else "false")
+        return True
     if isinstance(value, (str, int)):
-        return [{"p": code, "c": str(value)}]
+        keys.token(code, None, value)
+        return True
     if not isinstance(value, dict):
-        return []
-    entries: list[dict] = []
-    if "coding" in value or "text" in value and "value" not in value:  # CodeableConcept
+        return False
+    found = False
+    if "coding" in value or ("text" in value and "value" not in value):  # CodeableConcept
         for coding in value.get("coding") or []:
-            entries += _coding_entries(code, coding)
+            found |= _coding(keys, code, coding)
         if value.get("text"):
-            entries.append({"p": code, "t": fold(value["text"])})
-        return entries
-    if "value" in value and ("system" in value or "type" in value or "use" in value or "assigner" in value):
-        entry = {"p": code, "c": str(value["value"])}
-        if value.get("system"):
-            entry["s"] = value["system"]
-        types = [
-            f"{c.get('system', '')}|{c.get('code', '')}" for c in (value.get("type") or {}).get("coding") or []
-        ]
-        if types:
-            entry["ty"] = types
-        entries.append(entry)
+            keys.text(code, value["text"])
+            found = True
+        return found
+    if "value" in value:  # Identifier or ContactPoint
+        keys.token(code, value.get("system"), value["value"])
+        for coding in (value.get("type") or {}).get("coding") or []:
+            keys.tk.append(f"{code}:of-type|{coding.get('system', '')}|{coding.get('code', '')}|{value['value']}")
         if (value.get("type") or {}).get("text"):
-            entries.append({"p": code, "t": fold(value["type"]["text"])})
-        return entries  # Identifier or ContactPoint
-    if "code" in value or "system" in value:  # Coding
-        return _coding_entries(code, value)
-    if "value" in value:  # ContactPoint without system
-        return [{"p": code, "c": str(value["value"])}]
-    return entries
+            keys.text(code, value["type"]["text"])
+        return True
+    return _coding(keys, code, value)
 
 
-def _coding_entries(code: str, coding: dict) -> list[dict]:
-    entries = []
+def _coding(keys: _Keys, code: str, coding: dict) -> bool:
+    found = False
     if coding.get("code") is not None:
-        entry = {"p": code, "c": str(coding["code"])}
-        if coding.get("system"):
-            entry["s"] = coding["system"]
-        entries.append(entry)
+        keys.token(code, coding.get("system"), coding["code"])
+        found = True
     if coding.get("display"):
-        entries.append({"p": code, "t": fold(coding["display"])})
-    return entries
+        keys.text(code, coding["display"])
+        found = True
+    return found
 
 
 _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
@@ -83,83 +169,97 @@ def _strings(value) -> list[str]:
     if isinstance(value, dict):
         parts = _NAME_PARTS if any(k in value for k in ("family", "given")) else _ADDRESS_PARTS
         if not any(k in value for k in parts):
-            parts = tuple(value)
+            parts = tuple(k for k in value if k not in ("use", "period", "extension", "id"))
         return [s for k in parts if k in value for s in _strings(value[k])]
     return []
 
 
-def _string_entries(code: str, value) -> list[dict]:
-    return [{"p": code, "v": fold(s), "x": s} for s in _strings(value) if s]
+def _string(keys: _Keys, code: str, value) -> bool:
+    found = False
+    for text in _strings(value):
+        if text:
+            keys.string(code, text)
+            found = True
+    return found
 
 
-def _date_entries(code: str, value) -> list[dict]:
+def _date(keys: _Keys, code: str, value) -> bool:
     try:
         if isinstance(value, str):
             lo, hi = date_range(value)
         elif isinstance(value, dict) and ("start" in value or "end" in value):  # Period
             lo = date_range(value["start"])[0] if value.get("start") else MIN_INSTANT
             hi = date_range(value["end"])[1] if value.get("end") else MAX_INSTANT
-        elif isinstance(value, dict) and "event" in value:  # Timing
+        elif isinstance(value, dict) and value.get("event"):  # Timing
             ranges = [date_range(e) for e in value["event"]]
             lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
         else:
-            return []
+            return False
     except DateFormatError:
-        return []
-    return [{"p": code, "lo": lo, "hi": hi}]
+        return False
+    keys.date(code, lo, hi)
+    return True
 
 
-def _reference_entries(code: str, value) -> list[dict]:
+def reference_target(ref: str) -> str:
+    """'http://x/fhir/Patient/1/_history/2' -> 'Patient/1'; other strings unchanged."""
+    parts = ref.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper() and not ref.startswith(("urn:", "#")):
+        return "/".join(parts[-2:])
+    return ref
+
+
+def _reference(keys: _Keys, code: str, value) -> bool:
     if isinstance(value, str):  # canonical or uri
-        return [{"p": code, "r": value}]
+        keys.reference(code, value)
+        return True
     if not isinstance(value, dict):
-        return []
-    entries = []
+        return False
+    found = False
     ref = value.get("reference")
     if isinstance(ref, str) and ref:
-        parts = ref.split("/_history/")[0].rstrip("/").split("/")
-        entries.append({"p": code, "r": "/".join(parts[-2:]) if len(parts) >= 2 else ref})
+        keys.reference(code, reference_target(ref))
+        found = True
     ident = value.get("identifier")
     if isinstance(ident, dict) and ident.get("value"):
-        entry = {"p": code, "c": str(ident["value"])}
-        if ident.get("system"):
-            entry["s"] = ident["system"]
-        entries.append(entry)
-    return entries
+        keys.token(code, ident.get("system"), ident["value"])
+        found = True
+    return found
 
 
-def _number_entries(code: str, value) -> list[dict]:
+def _number(keys: _Keys, code: str, value) -> bool:
     raw = value.get("value") if isinstance(value, dict) else value
     try:
-        number = Decimal(str(raw))
+        number = float(Decimal(str(raw)))
     except (InvalidOperation, ValueError):
-        return []
-    entry: dict = {"p": code, "n": float(number)}
-    if isinstance(value, dict):  # Quantity
-        if value.get("code") or value.get("unit"):
-            entry["c"] = value.get("code") or value.get("unit")
-        if value.get("system"):
-            entry["s"] = value["system"]
-    return [entry]
+        return False
+    if isinstance(value, dict):
+        keys.number(code, number, value.get("system"), value.get("code") or value.get("unit"))
+    else:
+        keys.number(code, number)
+    return True
 
 
-def _uri_entries(code: str, value) -> list[dict]:
-    return [{"p": code, "u": value}] if isinstance(value, str) else []
+def _uri(keys: _Keys, code: str, value) -> bool:
+    if isinstance(value, str):
+        keys.uri(code, value)
+        return True
+    return False
 
 
-EXTRACTORS: dict[str, Callable[[str, object], list[dict]]] = {
-    "token": _token_entries,
-    "string": _string_entries,
-    "date": _date_entries,
-    "reference": _reference_entries,
-    "number": _number_entries,
-    "quantity": _number_entries,
-    "uri": _uri_entries,
+EXTRACTORS: dict[str, Callable[[_Keys, str, object], bool]] = {
+    "token": _token,
+    "string": _string,
+    "date": _date,
+    "reference": _reference,
+    "number": _number,
+    "quantity": _number,
+    "uri": _uri,
 }
 
 
 class Indexer:
-    """Compiles every expression once; `__call__` gives (index entries, compartments) of a resource."""
+    """Compiles every expression once; `__call__` gives (index document, compartments, sort keys)."""
 
     def __init__(self, registry: SearchRegistry):
         self.registry = registry
@@ -175,11 +275,9 @@ class Indexer:
                     log.error("search parameter %s.%s not indexed: %s", resource_type, param.code, exc)
             self._compiled[resource_type] = compiled
 
-    def __call__(self, resource: dict) -> tuple[list[dict], list[str], dict]:
-        """(index entries, compartments, sort keys) of a resource."""
+    def __call__(self, resource: dict) -> tuple[dict, list[str], dict]:
         resource_type = resource["resourceType"]
-        entries: list[dict] = []
-        sort_keys: dict = {}
+        keys = _Keys()
         for param, evaluate in self._compiled.get(resource_type, ()):
             try:
                 values = evaluate(resource)
@@ -187,47 +285,22 @@ class Indexer:
                 log.warning("cannot evaluate %s.%s: %s", resource_type, param.code, exc)
                 continue
             extractor = EXTRACTORS[param.type]
-            param_entries = [e for value in values for e in extractor(param.code, value)]
-            entries.extend(param_entries)
-            sort_key = _sort_key(param.type, param_entries)
-            if sort_key is not None:
-                sort_keys[param.code] = sort_key
-        return _dedupe(entries), self.compartments(resource, entries), sort_keys
+            present = False
+            for value in values:
+                present |= bool(extractor(keys, param.code, value))
+            if present:
+                keys.pp.append(param.code)
+        return keys.document(), self.compartments(resource, keys.rf), keys.sort
 
     @staticmethod
-    def compartments(resource: dict, entries: list[dict]) -> list[str]:
+    def compartments(resource: dict, references: list[str]) -> list[str]:
         resource_type = resource["resourceType"]
         comps = set()
         if resource_type == "Patient" and resource.get("id"):
             comps.add(f"Patient/{resource['id']}")
         members = PATIENT_COMPARTMENT.get(resource_type, ())
-        for entry in entries:
-            ref = entry.get("r")
-            if entry["p"] in members and isinstance(ref, str) and ref.startswith("Patient/"):
+        for key in references:
+            code, _, ref = key.partition("|")
+            if code in members and ref.startswith("Patient/"):
                 comps.add(ref)
         return sorted(comps)
-
-
-def _sort_key(param_type: str, entries: list[dict]):
-    """One scalar per parameter for `_sort` (the smallest value, as FHIR suggests for ascending)."""
-    field = {"string": "v", "token": "c", "reference": "r", "uri": "u", "number": "n", "quantity": "n"}.get(
-        param_type
-    )
-    if param_type == "date":
-        values = [e["lo"] for e in entries if "lo" in e]
-    elif field:
-        values = [e[field] for e in entries if field in e]
-    else:
-        return None
-    return min(values) if values else None
-
-
-def _dedupe(entries: list[dict]) -> list[dict]:
-    seen = set()
-    unique = []
-    for entry in entries:
-        key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in entry.items()))
-        if key not in seen:
-            seen.add(key)
-            unique.append(entry)
-    return unique

@@ -4,7 +4,7 @@ Hot paths use the underlying pymongo collection (`Model._get_collection()`) for 
 conditional updates; mongoengine owns the declarations and the connection.
 
 resources     one document per (type, id): the current version, its search index entries
-              (`idx`) and compartments, or a tombstone after a delete. `vid` is the optimistic
+              (`ix`) and compartments, or a tombstone after a delete. `vid` is the optimistic
               lock: every update filters on the version it read.
 history       every version ever written (append-only); `_id` = "Type/id/vid" makes two
               writers of the same next version collide, which is the write lock.
@@ -24,16 +24,16 @@ from mongoengine import (
     StringField,
 )
 
-# The search index is a multikey array of small entries, one shape per parameter type
-# ({p, s, c} token, {p, v} string, {p, lo, hi} date, {p, r} reference, {p, n} number, {p, u} uri),
-# so one compound index per shape answers every parameter of that shape.
+# The search index lives in the `ix` sub-document (see search.extract for its shape): one
+# multikey index per key family answers every parameter of that family; dates and sort keys are
+# scalars per parameter code, indexed for the codes the registry declares (see date_indexes()).
 SEARCH_INDEXES = [
-    {"fields": ["rt", "idx.p", "idx.c", "idx.s"], "name": "search_token"},
-    {"fields": ["rt", "idx.p", "idx.v"], "name": "search_string"},
-    {"fields": ["rt", "idx.p", "idx.lo", "idx.hi"], "name": "search_date"},
-    {"fields": ["rt", "idx.p", "idx.r"], "name": "search_reference"},
-    {"fields": ["rt", "idx.p", "idx.n"], "name": "search_number"},
-    {"fields": ["rt", "idx.p", "idx.u"], "name": "search_uri"},
+    {"fields": ["rt", "ix.tk"], "name": "search_token"},
+    {"fields": ["rt", "ix.st"], "name": "search_string"},
+    {"fields": ["rt", "ix.sx"], "name": "search_string_exact"},
+    {"fields": ["rt", "ix.rf"], "name": "search_reference"},
+    {"fields": ["rt", "ix.ur"], "name": "search_uri"},
+    {"fields": ["rt", "ix.pp"], "name": "search_present"},
 ]
 
 
@@ -47,7 +47,7 @@ class StoredResource(Document):
     ts = DateTimeField(required=True)
     state = StringField(required=True, choices=("live", "deleted", "pending"))
     res = DictField()
-    idx = ListField(DictField())
+    ix = DictField()  # search index keys (search.extract)
     comp = ListField(StringField())  # compartments, e.g. ["Patient/123"]
     sk = DictField()  # one sortable value per search parameter, for _sort
     wid = StringField()  # id of the write that produced this version (roll-forward bookkeeping)
@@ -105,6 +105,12 @@ class TransactionJournal(Document):
 ALL_DOCUMENTS = (StoredResource, ResourceVersion, TransactionJournal)
 
 
-def ensure_indexes() -> None:
+def ensure_indexes(date_codes: list[str] = (), sort_codes: list[str] = ()) -> None:
+    """Create the declared indexes, plus one per date parameter code and per sortable code."""
     for model in ALL_DOCUMENTS:
         model.ensure_indexes()
+    collection = StoredResource._get_collection()
+    for code in sorted(set(date_codes)):
+        collection.create_index([("rt", 1), (f"ix.dt.{code}.lo", 1), (f"ix.dt.{code}.hi", 1)], name=f"search_date_{code}")
+    for code in sorted(set(sort_codes)):
+        collection.create_index([("rt", 1), (f"sk.{code}", 1), ("_id", 1)], name=f"sort_{code}")

@@ -31,7 +31,7 @@ from fhir_server.fhir.errors import conflict, gone, not_found, precondition_fail
 from fhir_server.storage.binaries import BinaryStore
 from fhir_server.storage.documents import ResourceVersion, StoredResource, TransactionJournal
 
-Indexer = Callable[[dict], tuple[list[dict], list[str], dict]]
+Indexer = Callable[[dict], tuple[dict, list[str], dict]]
 MAX_WRITE_ATTEMPTS = 20
 
 
@@ -115,7 +115,7 @@ class Repository:
 
     # ------------------------------------------------------------------ reads
     def current_doc(self, rt: str, rid: str) -> dict | None:
-        return self.resources.find_one({"_id": f"{rt}/{rid}"}, {"idx": 0, "sk": 0})
+        return self.resources.find_one({"_id": f"{rt}/{rid}"}, {"ix": 0, "sk": 0})
 
     def read(self, rt: str, rid: str) -> Version:
         doc = self.current_doc(rt, rid)
@@ -143,7 +143,7 @@ class Repository:
         limit: int = 0,
         projection: dict | None = None,
     ) -> Iterator[Version]:
-        cursor = self.resources.find(query, projection or {"idx": 0, "sk": 0})
+        cursor = self.resources.find(query, projection or {"ix": 0, "sk": 0})
         if sort:
             cursor = cursor.sort(sort)
         if limit:
@@ -352,7 +352,7 @@ class Repository:
                     self.resources.insert_one(
                         {
                             "_id": key, "rt": op.rt, "rid": op.rid, "vid": 0, "ts": now, "state": "pending",
-                            "res": None, "idx": [], "comp": [], "sk": {}, "txn": txid, "txn_at": now,
+                            "res": None, "ix": {}, "comp": [], "sk": {}, "txn": txid, "txn_at": now,
                         }
                     )
                 except DuplicateKeyError:
@@ -427,12 +427,12 @@ class Repository:
         self, rt: str, rid: str, vid: int, ts: datetime, stored: dict | None, state: str, wid: str
     ) -> dict:
         if stored is not None:
-            idx, comp, sort_keys = self.indexer(stored)
+            index, comp, sort_keys = self.indexer(stored)
         else:
-            idx, comp, sort_keys = [], [], {}
+            index, comp, sort_keys = {}, [], {}
         return {
             "rt": rt, "rid": rid, "vid": vid, "ts": ts, "state": state,
-            "res": stored, "idx": idx, "comp": comp, "sk": sort_keys, "wid": wid, "txn": None,
+            "res": stored, "ix": index, "comp": comp, "sk": sort_keys, "wid": wid, "txn": None,
         }
 
     @staticmethod
