@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["nir_key", "is_valid_nir", "make_nir", "normalize_nir"]
+__all__ = ["is_valid_nir", "make_nir", "nir_key", "normalize_nir"]
 
 # Month 01-12, as the CNAM library checks. Real registers also hold "pseudo-months" (20-42,
 # 50-99) for people whose birth record has no month; sources disagree on the exact ranges, so they

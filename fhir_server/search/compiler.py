@@ -14,7 +14,7 @@ from typing import Callable
 
 from fhir_server.fhir.errors import bad_request
 from fhir_server.search.dates import DateFormatError, date_range
-from fhir_server.search.extract import ANY_SYSTEM, fold, reference_target, token_key
+from fhir_server.search.extract import ANY_SYSTEM, composite_key, fold, reference_target, token_key
 from fhir_server.search.registry import SearchParam
 
 _PREFIX_RE = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)(?=[\d-])")
@@ -129,7 +129,7 @@ class Compiler:
             refs = resolve_chain(param, parsed)
             return {"ix.rf": {"$in": [f"{param.code}|{r}" for r in refs]}}
         method = getattr(self, f"_{param.type}", None)
-        if method is None or param.type == "composite":
+        if method is None:
             raise bad_request(f"Search parameter '{name}' of type {param.type} is not supported.", [name])
         if param.type == "token" and parsed.modifier in ("in", "not-in"):
             return self._token_in_valueset(param, parsed, value_set_codes)
@@ -242,6 +242,25 @@ class Compiler:
         if modifier:
             raise bad_request(f"Modifier :{modifier} is not supported on uri parameter '{code}'.", [parsed.name])
         return {"ix.ur": f"{code}|{value}"}
+
+    def _composite(self, param, parsed, value, modifier):
+        if modifier:
+            raise bad_request(f"Modifier :{modifier} is not supported on composite parameter '{param.code}'.", [parsed.name])
+        parts = value.split("$")
+        if len(parts) != len(param.components):
+            raise bad_request(
+                f"'{parsed.name}' takes {len(param.components)} values joined by '$'.", [parsed.name]
+            )
+        normalised = []
+        for part in parts:
+            part = unescape(part)
+            if "/" in part and not part.startswith(("http://", "https://", "urn:")):
+                part = reference_target(part)
+            for prefix in self.base_url_prefixes:
+                if part.startswith(prefix + "/"):
+                    part = part[len(prefix) + 1 :]
+            normalised.append(part)
+        return {"ix.tk": composite_key(param.code, normalised)}
 
     def _reference(self, param, parsed, value, modifier):
         value = unescape(value)

@@ -258,22 +258,58 @@ EXTRACTORS: dict[str, Callable[[_Keys, str, object], bool]] = {
 }
 
 
+def composite_key(code: str, parts: list[str]) -> str:
+    return f"{code}|$" + "$".join(parts)
+
+
+def _component_values(param_type: str, value) -> list[str]:
+    """The search-form values of one composite component: 'code' and 'system|code', or 'Type/id'."""
+    keys = _Keys()
+    if param_type == "reference":
+        _reference(keys, "c", value)
+        return [k.partition("|")[2] for k in keys.rf]
+    if param_type == "token":
+        _token(keys, "c", value)
+        out = []
+        for key in keys.tk:
+            _, system, code = key.split("|", 2)
+            out.append(code if system == ANY_SYSTEM else f"{system}|{code}")
+        return out
+    if param_type == "string":
+        _string(keys, "c", value)
+        return [k.partition("|")[2] for k in keys.st]
+    return [str(value)] if isinstance(value, (str, int, float)) else []
+
+
+def _compile(expression: str):
+    return fhirpathpy.compile(expression, fhirpath_models["r4"])
+
+
 class Indexer:
     """Compiles every expression once; `__call__` gives (index document, compartments, sort keys)."""
 
     def __init__(self, registry: SearchRegistry):
         self.registry = registry
         self._compiled: dict[str, list[tuple[SearchParam, Callable]]] = {}
+        self._composites: dict[str, list[tuple[SearchParam, Callable, list[tuple[str, Callable]]]]] = {}
         for resource_type, params in registry.by_type.items():
-            compiled = []
+            compiled, composites = [], []
             for param in params.values():
-                if param.type not in EXTRACTORS or not param.expression:
+                if not param.expression:
                     continue
                 try:
-                    compiled.append((param, fhirpathpy.compile(param.expression, fhirpath_models["r4"])))
+                    if param.type == "composite":
+                        parts = [
+                            (params[c].type if c in params else "token", _compile(expr))
+                            for c, expr in param.components
+                        ]
+                        composites.append((param, _compile(param.expression), parts))
+                    elif param.type in EXTRACTORS:
+                        compiled.append((param, _compile(param.expression)))
                 except Exception as exc:  # a broken registry entry must not stop the server
                     log.error("search parameter %s.%s not indexed: %s", resource_type, param.code, exc)
             self._compiled[resource_type] = compiled
+            self._composites[resource_type] = composites
 
     def __call__(self, resource: dict) -> tuple[dict, list[str], dict]:
         resource_type = resource["resourceType"]
@@ -290,6 +326,21 @@ class Indexer:
                 present |= bool(extractor(keys, param.code, value))
             if present:
                 keys.pp.append(param.code)
+        for param, evaluate, parts in self._composites.get(resource_type, ()):
+            try:
+                items = evaluate(resource)
+            except Exception as exc:
+                log.warning("cannot evaluate %s.%s: %s", resource_type, param.code, exc)
+                continue
+            for item in items:
+                combos: list[list[str]] = [[]]
+                for part_type, part_eval in parts:
+                    values = [v for raw in part_eval(item) for v in _component_values(part_type, raw)]
+                    combos = [c + [v] for c in combos for v in values]
+                for combo in combos:
+                    if combo:
+                        keys.tk.append(composite_key(param.code, combo))
+                        keys.pp.append(param.code)
         return keys.document(), self.compartments(resource, keys.rf), keys.sort
 
     @staticmethod

@@ -384,6 +384,7 @@ class Repository:
             fields = self._current_fields(
                 rt, rid, vid, op["ts"], op["res"], "deleted" if op["deleted"] else "live", txid
             )
+            del fields["txn"]  # released by the $unset below
             self.resources.update_one(
                 {"_id": f"{rt}/{rid}", "txn": txid}, {"$set": fields, "$unset": {"txn": "", "txn_at": ""}}
             )
