@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import mongoengine
 from pymongo.database import Database
@@ -18,10 +19,14 @@ IN_PROCESS_WARNING = (
 
 
 def connect(settings: Settings) -> Database:
-    """Open the default mongoengine connection and return its pymongo database."""
-    mongoengine.disconnect_all()
+    """Open a mongoengine connection of its own for this app and return its pymongo database.
+
+    Each app gets its own alias, so several apps (tests, tools) can live in one process.
+    """
+    alias = f"dmp-{uuid.uuid4().hex[:12]}"
     if settings.mongodb_uri:
         mongoengine.connect(
+            alias=alias,
             db=settings.database,
             host=settings.mongodb_uri,
             tz_aware=True,
@@ -35,13 +40,14 @@ def connect(settings: Settings) -> Database:
 
         mongomock.gridfs.enable_gridfs_integration()
         mongoengine.connect(
+            alias=alias,
             db=settings.database,
             host="mongodb://localhost",
             mongo_client_class=mongomock.MongoClient,
             tz_aware=True,
         )
         log.warning(IN_PROCESS_WARNING)
-    return mongoengine.get_db()
+    return mongoengine.get_db(alias)
 
 
 def _redact(uri: str) -> str:

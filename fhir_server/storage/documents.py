@@ -14,6 +14,8 @@ transactions  the journal of a transaction between its commit point and its appl
 
 from __future__ import annotations
 
+from pymongo.collection import Collection
+from pymongo.database import Database
 from mongoengine import (
     BooleanField,
     DateTimeField,
@@ -105,12 +107,24 @@ class TransactionJournal(Document):
 ALL_DOCUMENTS = (StoredResource, ResourceVersion, TransactionJournal)
 
 
-def ensure_indexes(date_codes: list[str] = (), sort_codes: list[str] = ()) -> None:
+def collection(db: Database, model: type[Document]) -> Collection:
+    """The pymongo collection of a declared document class, in the given database.
+
+    Taken from `db` rather than from mongoengine's class-level cache so that several apps (tests,
+    tools) can each work on their own database in one process.
+    """
+    return db[model._meta["collection"]]
+
+
+def ensure_indexes(db: Database, date_codes: list[str] = (), sort_codes: list[str] = ()) -> None:
     """Create the declared indexes, plus one per date parameter code and per sortable code."""
     for model in ALL_DOCUMENTS:
-        model.ensure_indexes()
-    collection = StoredResource._get_collection()
+        coll = collection(db, model)
+        for spec in model._meta["index_specs"]:
+            options = {k: v for k, v in spec.items() if k != "fields"}
+            coll.create_index(spec["fields"], **options)
+    resources = collection(db, StoredResource)
     for code in sorted(set(date_codes)):
-        collection.create_index([("rt", 1), (f"ix.dt.{code}.lo", 1), (f"ix.dt.{code}.hi", 1)], name=f"search_date_{code}")
+        resources.create_index([("rt", 1), (f"ix.dt.{code}.lo", 1), (f"ix.dt.{code}.hi", 1)], name=f"search_date_{code}")
     for code in sorted(set(sort_codes)):
-        collection.create_index([("rt", 1), (f"sk.{code}", 1), ("_id", 1)], name=f"sort_{code}")
+        resources.create_index([("rt", 1), (f"sk.{code}", 1), ("_id", 1)], name=f"sort_{code}")

@@ -29,7 +29,7 @@ from pymongo.errors import DuplicateKeyError
 
 from fhir_server.fhir.errors import conflict, gone, not_found, precondition_failed
 from fhir_server.storage.binaries import BinaryStore
-from fhir_server.storage.documents import ResourceVersion, StoredResource, TransactionJournal
+from fhir_server.storage.documents import ResourceVersion, StoredResource, TransactionJournal, collection
 
 Indexer = Callable[[dict], tuple[dict, list[str], dict]]
 MAX_WRITE_ATTEMPTS = 20
@@ -102,9 +102,9 @@ class Repository:
         lock_timeout: timedelta = timedelta(seconds=60),
     ):
         self.db = db
-        self.resources = StoredResource._get_collection()
-        self.history_coll = ResourceVersion._get_collection()
-        self.journal = TransactionJournal._get_collection()
+        self.resources = collection(db, StoredResource)
+        self.history_coll = collection(db, ResourceVersion)
+        self.journal = collection(db, TransactionJournal)
         self.indexer = indexer
         self.binaries = binaries
         self.clock = clock

@@ -1,0 +1,193 @@
+"""Storage guarantees: no lost update under concurrency, transactions all-or-nothing across crashes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fhir_server.storage.repository import SimulatedCrash, WriteOp
+from tests.conftest import make_patient, make_practitioner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_two_writers_with_if_match_one_wins_one_gets_412(live_server):
+    with httpx.Client() as http:
+        headers = {"Content-Type": "application/fhir+json"}
+        patient = http.post(f"{live_server}/Patient", json=make_patient(), headers=headers).json()
+        url = f"{live_server}/Patient/{patient['id']}"
+        barrier = threading.Barrier(2)
+        results = []
+
+        def writer(gender):
+            barrier.wait()
+            r = httpx.put(url, json={**patient, "gender": gender}, headers={**headers, "If-Match": 'W/"1"'})
+            results.append((gender, r.status_code))
+
+        threads = [threading.Thread(target=writer, args=(g,)) for g in ("male", "other")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(code for _, code in results) == [200, 412]
+        winner = next(g for g, code in results if code == 200)
+        current = http.get(url).json()
+        assert current["gender"] == winner and current["meta"]["versionId"] == "2"
+
+
+def test_concurrent_updates_without_if_match_never_lose_a_write(live_server):
+    with httpx.Client() as http:
+        headers = {"Content-Type": "application/fhir+json"}
+        patient = http.post(f"{live_server}/Patient", json=make_patient(), headers=headers).json()
+        url = f"{live_server}/Patient/{patient['id']}"
+        writers, per_writer = 4, 5
+        errors = []
+
+        def writer(n):
+            with httpx.Client() as own:
+                for i in range(per_writer):
+                    body = {**patient, "name": [{"family": f"W{n}", "given": [f"v{i}"]}]}
+                    r = own.put(url, json=body, headers=headers)
+                    if r.status_code != 200:
+                        errors.append(r.status_code)
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        history = http.get(f"{url}/_history?_count=100").json()
+        assert history["total"] == 1 + writers * per_writer
+        versions = sorted(int(e["resource"]["meta"]["versionId"]) for e in history["entry"])
+        assert versions == list(range(1, 2 + writers * per_writer))
+
+
+def _ops(services):
+    return [
+        WriteOp("Patient", "tx-patient", {"resourceType": "Patient", **make_patient()}, "POST", 0),
+        WriteOp("Practitioner", "tx-practitioner", make_practitioner(), "POST", 0),
+    ]
+
+
+def _nothing_left(services):
+    repo = services.repository
+    assert repo.count({}) == 0, list(repo.resources.find({}))
+    assert repo.history_coll.count_documents({}) == 0
+    assert repo.journal.count_documents({}) == 0
+
+
+def test_crash_before_the_commit_point_is_rolled_back_by_recovery(services):
+    repo = services.repository
+
+    def crash(step):
+        if step == "locked":
+            raise SimulatedCrash()
+
+    repo.fault_point = crash
+    try:
+        with pytest.raises(SimulatedCrash):
+            repo.commit(_ops(services))
+    finally:
+        repo.fault_point = lambda step: None
+    # the placeholders are invisible to readers...
+    assert repo.count({"state": "live"}) == 0
+    # ...and start-up recovery removes them once their lock has expired
+    repo.lock_timeout = timedelta(0)
+    try:
+        repo.recover()
+    finally:
+        repo.lock_timeout = timedelta(seconds=60)
+    _nothing_left(services)
+
+
+def test_crash_after_the_commit_point_is_rolled_forward_by_recovery(services):
+    repo = services.repository
+    applied = []
+
+    def crash(step):
+        if step == "applied-one":
+            applied.append(step)
+            raise SimulatedCrash()
+
+    repo.fault_point = crash
+    try:
+        with pytest.raises(SimulatedCrash):
+            repo.commit(_ops(services))
+    finally:
+        repo.fault_point = lambda step: None
+    assert repo.journal.count_documents({}) == 1
+    repo.recover()
+    assert repo.read("Patient", "tx-patient").vid == 1
+    assert repo.read("Practitioner", "tx-practitioner").vid == 1
+    assert repo.journal.count_documents({}) == 0
+
+
+CRASHING_CHILD = """
+import os, sys
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from fhir_server.storage.repository import WriteOp
+from tests.conftest import make_patient, make_practitioner
+app = create_app(Settings(mongodb_uri=sys.argv[1], database=sys.argv[2]))
+repo = app.extensions["dmp"].repository
+def die(step):
+    if step == sys.argv[3]:
+        os._exit(17)   # the process dies here: no cleanup, no exception handling
+repo.fault_point = die
+repo.commit([
+    WriteOp("Patient", "killed-patient", make_patient(), "POST", 0),
+    WriteOp("Practitioner", "killed-practitioner", make_practitioner(), "POST", 0),
+])
+"""
+
+
+@pytest.mark.parametrize("step, survives", [("locked", False), ("applied-one", True)])
+def test_a_process_killed_mid_transaction_leaves_all_or_nothing(app, services, mongo_uri, step, survives):
+    settings = app.config["DMP_SETTINGS"]
+    child = subprocess.run(
+        [sys.executable, "-c", CRASHING_CHILD, mongo_uri, settings.database, step],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=120,
+    )
+    assert child.returncode == 17, child.stderr.decode()[-2000:]
+    repo = services.repository
+    repo.lock_timeout = timedelta(0)  # as a restart after the lock timeout would see it
+    try:
+        repo.recover()
+    finally:
+        repo.lock_timeout = timedelta(seconds=60)
+    live = {d["_id"] for d in repo.resources.find({"state": "live"}, {"_id": 1})}
+    if survives:
+        assert live == {"Patient/killed-patient", "Practitioner/killed-practitioner"}
+    else:
+        _nothing_left(services)
+
+
+def test_a_write_meeting_a_fresh_transaction_lock_is_409(services, client):
+    repo = services.repository
+    patient = client.post("/fhir/Patient", json=make_patient()).json
+    repo.resources.update_one({"_id": f"Patient/{patient['id']}"}, {"$set": {"txn": "txn-x", "txn_at": repo.clock()}})
+    response = client.put(f"/fhir/Patient/{patient['id']}", json=patient)
+    assert response.status_code == 409
+    repo.resources.update_one({"_id": f"Patient/{patient['id']}"}, {"$unset": {"txn": "", "txn_at": ""}})
+
+
+def test_a_single_write_that_died_between_history_and_current_is_rolled_forward(services, client):
+    repo = services.repository
+    patient = client.post("/fhir/Patient", json=make_patient()).json
+    # simulate a writer that inserted version 2 into history and died
+    stored = {**patient, "gender": "other", "meta": {"versionId": "2", "lastUpdated": "2026-01-01T00:00:00.000Z"}}
+    repo.history_coll.insert_one(
+        repo._history_doc("Patient", patient["id"], 2, repo.clock(), stored, "PUT", "dead-writer")
+    )
+    response = client.put(f"/fhir/Patient/{patient['id']}", json={**patient, "gender": "male"})
+    assert response.status_code == 200 and response.json["meta"]["versionId"] == "3"
+    history = client.get(f"/fhir/Patient/{patient['id']}/_history").json
+    assert [e["resource"]["gender"] for e in history["entry"]] == ["male", "other", "female"]
