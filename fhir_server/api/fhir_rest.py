@@ -202,6 +202,12 @@ def vread(rt: str, rid: str, vid: str):
     return respond(services().resources.vread(context(), rt, rid, vid))
 
 
+@blp.route("/Patient/<rid>/$everything", methods=["GET"])
+def patient_everything(rid: str):
+    """Patient $everything."""
+    return respond(services().searches.everything(context(), rid, query_params()))
+
+
 @blp.route("/Patient/<rid>/<compartment_type>", methods=["GET"])
 def compartment_search(rid: str, compartment_type: str):
     """Patient compartment search: /Patient/{id}/DocumentReference or /Patient/{id}/*."""

@@ -25,11 +25,14 @@ class SearchInteractions:
         params: list[tuple[str, str]],
         self_path: str,
         compartment: str | None = None,
+        types: list[str] | None = None,
     ) -> Result:
         if rt is not None:
             require_type(rt, "search-type")
         request = self.engine.parse(rt, params, strict=ctx.prefer_handling == "strict")
         request.compartment = compartment
+        if types:
+            request.types = types
         result = self.engine.execute(request, (ctx.base_url,))
         bundle = new_bundle("searchset")
         if result.total is not None:
@@ -62,6 +65,25 @@ class SearchInteractions:
         if request.summary != "count":
             bundle["entry"] = entries
         return Result(200, bundle)
+
+    def everything(self, ctx: RequestContext, rid: str, params: list[tuple[str, str]]) -> Result:
+        """Patient/{id}/$everything: the patient's compartment (all types) plus what it references
+        (authors, organisations, document contents), paged like a search."""
+        require_type("Patient", "read")
+        self.repository.read("Patient", rid)  # 404 / 410
+        allowed = {"_count", "_cursor", "_since", "_type", "_format", "_pretty"}
+        unknown = [k for k, _ in params if k not in allowed]
+        if unknown:
+            raise bad_request(f"$everything does not take {', '.join(unknown)}.", unknown)
+        search_params = [(k, v) for k, v in params if k in ("_count", "_cursor")]
+        for key, value in params:
+            if key == "_since":
+                search_params.append(("_lastUpdated", f"ge{value}"))
+        types = [t for k, v in params if k == "_type" for t in v.split(",")]
+        search_params.append(("_include", "*"))
+        return self.search(
+            ctx, None, search_params, f"Patient/{rid}/$everything", compartment=f"Patient/{rid}", types=types or None
+        )
 
     @staticmethod
     def _entry(ctx: RequestContext, version: Version, mode: str, summary, elements) -> dict:

@@ -11,6 +11,7 @@ import orjson
 
 from fhir_server.fhir.errors import bad_request
 from fhir_server.fhir.resource_types import RESOURCE_TYPES
+from fhir_server.fhir.terminology import value_set_codes
 from fhir_server.search.compiler import (
     Compiler,
     ParsedParam,
@@ -46,6 +47,7 @@ class SearchRequest:
     cursor: dict | None = None
     unknown: list[str] = field(default_factory=list)
     compartment: str | None = None  # "Patient/123"
+    types: list[str] | None = None  # system-level search restricted to these types (_type, $everything)
 
 
 @dataclass
@@ -58,7 +60,8 @@ class SearchResult:
 
 
 def encode_cursor(cursor: dict) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(cursor, default=_json_default)).decode("ascii").rstrip("=")
+    raw = orjson.dumps(cursor, default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
 def decode_cursor(token: str) -> dict:
@@ -124,6 +127,11 @@ class SearchEngine:
                 request.elements = [e.strip() for e in value.split(",") if e.strip()]
             elif base == "_cursor":
                 request.cursor = decode_cursor(value)
+            elif base == "_type" and resource_type is None:
+                request.types = [t for t in value.split(",") if t]
+                bad = [t for t in request.types if t not in RESOURCE_TYPES]
+                if bad:
+                    raise bad_request(f"_type: unknown resource type(s) {', '.join(bad)}.", ["_type"])
             elif base in ("_format", "_pretty", "_contained", "_containedType", "_page"):
                 continue
             elif base == "_has" or self._known(resource_type, base):
@@ -163,7 +171,7 @@ class SearchEngine:
         if request.resource_type:
             query["rt"] = request.resource_type
         else:
-            query["rt"] = {"$in": list(RESOURCE_TYPES)}
+            query["rt"] = {"$in": [t for t in RESOURCE_TYPES if not request.types or t in request.types]}
         if request.compartment:
             query["comp"] = request.compartment
         clauses = []
@@ -194,7 +202,9 @@ class SearchEngine:
         if code == "_lastUpdated":
             return self._last_updated(values, name)
         parsed = ParsedParam(name, code, modifier or None, chain or None, values)
-        return compiler.compile(param, parsed, resolve_chain=self._resolve_chain(compiler))
+        return compiler.compile(
+            param, parsed, resolve_chain=self._resolve_chain(compiler), value_set_codes=value_set_codes
+        )
 
     @staticmethod
     def _last_updated(values: list[str], name: str) -> dict:
@@ -257,9 +267,9 @@ class SearchEngine:
             total = self.repository.count(query)
         if request.summary == "count" or request.count == 0:
             return SearchResult([], [], total, None, None)
-        sort = list(request.sort) + [("_id", 1)] if request.sort else [("ts", -1), ("_id", -1)]
-        if sort[-1][0] != "_id":
-            sort.append(("_id", 1))
+        sort = list(request.sort) if request.sort else [("ts", -1), ("_id", -1)]
+        if "_id" not in [field for field, _ in sort]:
+            sort.append(("_id", 1))  # a stable tie-break makes keyset paging exact
         page_query = query
         backwards = bool(request.cursor and request.cursor.get("before"))
         if request.cursor:
@@ -323,7 +333,13 @@ class SearchEngine:
         keys = [v.key for v in frontier if source_type in ("*", v.rt)]
         if not keys:
             return []
-        for doc in self.repository.find_docs({"_id": {"$in": keys}}, {"ix.rf": 1, "rt": 1}):
+        for doc in self.repository.find_docs({"_id": {"$in": keys}}, {"ix.rf": 1, "rt": 1, "res.content": 1}):
+            if code == "*" and doc["rt"] == "DocumentReference":
+                # the document's content is part of "everything it points to"
+                for content in (doc.get("res") or {}).get("content", []):
+                    url = (content.get("attachment") or {}).get("url") or ""
+                    if url.startswith("Binary/") and url.count("/") == 1:
+                        refs.add(url)
             for ref_code, ref in _references(doc):
                 if code != "*" and ref_code != code:
                     continue

@@ -174,3 +174,23 @@ def test_searchset_entries_have_full_url_and_mode(search):
     entry = bundle["entry"][0]
     assert entry["fullUrl"] == "http://localhost/fhir/Patient/pat-francois"
     assert entry["search"] == {"mode": "match"}
+
+
+J66 = "https://mos.esante.gouv.fr/NOS/JDV_J66-TypeCode-DMP/FHIR/JDV-J66-TypeCode-DMP"
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        (f"type:in={J66}", {"doc-cr", "doc-bio", "doc-img"}),
+        (f"type:not-in={J66}", set()),
+        ("security-label:in=https://mos.esante.gouv.fr/NOS/JDV_J58-ConfidentialityCode-DMP/FHIR/JDV-J58-ConfidentialityCode-DMP", {"doc-cr", "doc-bio", "doc-img"}),
+    ],
+)
+def test_token_in_and_not_in_use_the_servers_value_sets(search, query, expected):
+    assert ids(search.get(f"/fhir/DocumentReference?{query}").json) == expected
+
+
+def test_unknown_value_set_is_400(search):
+    response = search.get("/fhir/DocumentReference?type:in=http://example.org/ValueSet/unknown")
+    assert response.status_code == 400
