@@ -33,8 +33,7 @@ def build_services(db: Database, settings: Settings) -> Services:
     from datetime import timedelta
 
     registry = load_registry()
-    date_codes = [p.code for params in registry.by_type.values() for p in params.values() if p.type == "date"]
-    ensure_indexes(db, date_codes=date_codes, sort_codes=date_codes)
+    ensure_indexes(db, date_codes=registry.date_codes(), sort_codes=registry.sort_codes())
     repository = Repository(
         db,
         Indexer(registry),

@@ -159,10 +159,17 @@ class SearchEngine:
                 keys.append(("ts", direction))
             elif code == "_id":
                 keys.append(("_id", direction))
-            elif resource_type and code in self.registry.params_for(resource_type):
+            elif resource_type and self.registry.sortable(resource_type, code):
                 keys.append((f"sk.{code}", direction))
             else:
-                raise bad_request(f"Cannot sort on '{code}': not a search parameter of {resource_type}.", ["_sort"])
+                allowed = ", ".join(
+                    ["_id", "_lastUpdated"]
+                    + [c for c in self.registry.sort_codes() if resource_type and c in self.registry.params_for(resource_type)]
+                )
+                raise bad_request(
+                    f"Cannot sort {resource_type or 'a system search'} on '{code}': the sortable parameters are {allowed}.",
+                    ["_sort"],
+                )
         return keys
 
     # ------------------------------------------------------------ filter
@@ -189,10 +196,10 @@ class SearchEngine:
         code, _, modifier = head.partition(":")
         values = split_values(raw)
         if code == "_id":
-            ids = [v for v in values if v]
             if modifier == "missing":
-                return {"rid": {"$exists": raw != "true"}}
-            return {"rid": {"$in": ids}} if modifier != "not" else {"rid": {"$nin": ids}}
+                return {} if raw == "false" else {"_id": {"$exists": False}}
+            keys = self._keys(resource_type, [v for v in values if v])
+            return {"_id": {"$in": keys}} if modifier != "not" else {"_id": {"$nin": keys}}
         if code == "_lastUpdated" and resource_type is None:
             param = SearchParam("Resource", "_lastUpdated", "date", "")
         else:
@@ -200,6 +207,8 @@ class SearchEngine:
         if param is None:
             raise bad_request(f"Unknown search parameter '{code}'.", [name])
         if code == "_lastUpdated":
+            if modifier == "missing":  # every stored resource has one
+                return {"_id": {"$exists": False}} if raw == "true" else {}
             return self._last_updated(values, name)
         parsed = ParsedParam(name, code, modifier or None, chain or None, values)
         return compiler.compile(
@@ -254,8 +263,14 @@ class SearchEngine:
         for doc in self.repository.find_docs(query, {"ix.rf": 1}):
             for code, target in _references(doc):
                 if code == ref_code and (resource_type is None or target.startswith(resource_type + "/")):
-                    refs.add(target.split("/", 1)[1])
-        return {"rid": {"$in": sorted(refs)}}
+                    refs.add(target)
+        return {"_id": {"$in": sorted(refs)}}
+
+    @staticmethod
+    def _keys(resource_type: str | None, ids: list[str]) -> list[str]:
+        """Resource ids as storage keys ("Type/id"), for every type at system level."""
+        types = [resource_type] if resource_type else list(RESOURCE_TYPES)
+        return [f"{t}/{i}" for t in types for i in ids]
 
     # ------------------------------------------------------------ execution
     def execute(self, request: SearchRequest, base_prefixes: tuple[str, ...] = (), extra_filter: dict | None = None) -> SearchResult:

@@ -27,6 +27,11 @@ PATIENT_COMPARTMENT = {
 }
 
 
+# Non-date parameters that `_sort` accepts (each gets an index; date parameters always do).
+# Sorting elsewhere would be a blocking in-memory sort of the whole match set, so it is refused.
+SORTABLE_CODES = ("family", "given", "name", "gender", "status", "type", "identifier", "title", "address-city")
+
+
 @dataclass(frozen=True)
 class SearchParam:
     base: str
@@ -48,6 +53,16 @@ class SearchRegistry:
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.by_type.get(resource_type, {}).get(code)
+
+    def date_codes(self) -> list[str]:
+        return sorted({p.code for params in self.by_type.values() for p in params.values() if p.type == "date"})
+
+    def sort_codes(self) -> list[str]:
+        present = {p.code for params in self.by_type.values() for p in params.values()}
+        return sorted(set(self.date_codes()) | (set(SORTABLE_CODES) & present))
+
+    def sortable(self, resource_type: str, code: str) -> bool:
+        return code in self.params_for(resource_type) and code in self.sort_codes()
 
 
 def _load(path: Path) -> SearchRegistry:

@@ -111,6 +111,57 @@ def dataset() -> list[dict]:
     ]
 
 
+def server_written() -> list[dict]:
+    """Resources only the server writes (AuditEvent), stored through the repository."""
+    return [
+        {
+            "resourceType": "AuditEvent",
+            "id": "audit-1",
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+            "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}],
+            "action": "R",
+            "recorded": "2024-03-16T09:00:00Z",
+            "outcome": "0",
+            "agent": [
+                {
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                    "who": {"reference": "Practitioner/dr-martin"},
+                    "name": "Dr Paul Martin",
+                    "requestor": True,
+                    "network": {"address": "192.0.2.10", "type": "2"},
+                }
+            ],
+            "source": {"observer": {"reference": "Organization/org-chu"}, "site": "dmp-fhir"},
+            "entity": [
+                {"what": {"reference": "Patient/pat-helene"}, "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"}, "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}, "name": "Hélène Lefèvre"},
+                {"what": {"reference": "DocumentReference/doc-cr"}, "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"}},
+            ],
+        },
+        {"resourceType": "Binary", "id": "bin-1", "contentType": "text/plain", "data": "Q29tcHRlIHJlbmR1"},
+    ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_queries():
+    """Record every query the repository sends while the search suite runs (see index_coverage)."""
+    from fhir_server.storage.repository import Repository
+    from tests.search import index_coverage
+
+    original_find_docs, original_count = Repository.find_docs, Repository.count
+
+    def find_docs(self, query, projection=None, sort=None, limit=0):
+        index_coverage.record(query, sort)
+        return original_find_docs(self, query, projection, sort, limit)
+
+    def count(self, query):
+        index_coverage.record(query, None)
+        return original_count(self, query)
+
+    Repository.find_docs, Repository.count = find_docs, count
+    yield
+    Repository.find_docs, Repository.count = original_find_docs, original_count
+
+
 @pytest.fixture(scope="module")
 def search_app(mongo_uri):
     settings = Settings(mongodb_uri=mongo_uri, database=f"dmp_search_{uuid.uuid4().hex[:8]}", testing=True)
@@ -125,6 +176,9 @@ def search_app(mongo_uri):
     }
     response = client.post("/fhir", json=bundle)
     assert response.status_code == 200, response.get_json()
+    repository = app.extensions["dmp"].repository
+    for resource in server_written():
+        repository.update(resource["resourceType"], resource["id"], resource)
     yield app
     app.extensions["dmp"].repository.db.client.drop_database(settings.database)
 
