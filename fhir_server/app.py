@@ -10,6 +10,7 @@ from flask_smorest import Api
 from fhir_server import __version__
 from fhir_server.api.errors import register_error_handlers
 from fhir_server.api.fhir_rest import blp as fhir_blueprint
+from fhir_server.auth import init_auth
 from fhir_server.config import Settings
 from fhir_server.services import build_services
 from fhir_server.storage.database import connect
@@ -31,6 +32,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = connect(settings)
     app.extensions["dmp"] = build_services(db, settings)
+    init_auth(app, settings)
+    if not settings.auth_required:
+        logging.getLogger(__name__).warning(
+            "OPEN MODE: authentication is off and every request acts as the operator. Never in production."
+        )
     api = Api(app)
     api.register_blueprint(fhir_blueprint, url_prefix=settings.base_path)
     register_error_handlers(app)

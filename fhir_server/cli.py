@@ -22,12 +22,16 @@ def main() -> None:
 @click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
 @click.option("--demo/--no-demo", default=False, help="Load a small French demo data set at start-up.")
 @click.option("--demo-patients", default=20, show_default=True, type=int)
-def serve(host: str, port: int, threads: int, demo: bool, demo_patients: int) -> None:
+@click.option(
+    "--open", "open_mode", is_flag=True,
+    help="No authentication: every request acts as the operator. Local exploration only, never in production.",
+)
+def serve(host: str, port: int, threads: int, demo: bool, demo_patients: int, open_mode: bool) -> None:
     import waitress
 
     from fhir_server.app import create_app
 
-    app = create_app(Settings.from_env())
+    app = create_app(Settings.from_env(auth_required=not open_mode))
     if demo:
         _load_demo(app, demo_patients)
     click.echo(f"DMP FHIR server on http://{host}:{port}/fhir  (CapabilityStatement: /fhir/metadata)")
@@ -54,16 +58,25 @@ def load(files: tuple[Path, ...], demo_patients: int, seed: int) -> None:
 
 
 def _post_bundles(app, bundles: list[dict]) -> int:
+    """Process bundles through the server's own transaction interaction, as the operator."""
     from rich.progress import Progress
 
-    client = app.test_client()
+    from fhir_server.fhir.errors import FhirError
+    from fhir_server.interactions.context import RequestContext
+    from fhir_server.policy import operator_principal
+
+    services = app.extensions["dmp"]
+    settings = app.config["DMP_SETTINGS"]
+    base = (settings.public_base_url or "http://localhost:8080/fhir").rstrip("/")
+    ctx = RequestContext(base_url=base, access=services.policy.for_principal(operator_principal("dmp-fhir-cli")))
     total = 0
     with Progress(transient=not sys.stdout.isatty()) as progress:
         task = progress.add_task("loading", total=len(bundles))
         for bundle in bundles:
-            response = client.post("/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
-            if response.status_code >= 300:
-                raise click.ClickException(f"bundle refused ({response.status_code}): {response.get_data(as_text=True)}")
+            try:
+                services.bundles.process(ctx, bundle)
+            except FhirError as err:
+                raise click.ClickException(f"bundle refused ({err.status}): {json.dumps(err.outcome())}") from None
             total += len(bundle.get("entry", []))
             progress.advance(task)
     return total

@@ -27,6 +27,9 @@ class Settings:
     # A transaction left pending longer than this (a crashed process) is rolled back by recovery.
     transaction_timeout_seconds: int = 60
     testing: bool = False
+    # False only for local exploration and the tests of the REST/search layers: every request then
+    # acts as the operator. Production and `dmp-fhir serve` without --open require SMART tokens.
+    auth_required: bool = True
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -10,6 +10,8 @@ from fhir_server.config import Settings
 from fhir_server.interactions.bundles import BundleInteractions
 from fhir_server.interactions.resources import ResourceInteractions
 from fhir_server.interactions.search import SearchInteractions
+from fhir_server.policy.access import AccessPolicy
+from fhir_server.policy.matrix import AuthorisationMatrix
 from fhir_server.search.engine import SearchEngine
 from fhir_server.search.extract import Indexer
 from fhir_server.search.registry import SearchRegistry, load_registry
@@ -27,6 +29,7 @@ class Services:
     resources: ResourceInteractions
     searches: SearchInteractions
     bundles: BundleInteractions
+    policy: AccessPolicy
 
 
 def build_services(db: Database, settings: Settings) -> Services:
@@ -45,4 +48,5 @@ def build_services(db: Database, settings: Settings) -> Services:
     resources = ResourceInteractions(repository, engine)
     searches = SearchInteractions(repository, engine)
     bundles = BundleInteractions(repository, resources, searches)
-    return Services(settings, registry, repository, engine, resources, searches, bundles)
+    policy = AccessPolicy(repository, engine, AuthorisationMatrix.load())
+    return Services(settings, registry, repository, engine, resources, searches, bundles, policy)

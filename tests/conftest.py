@@ -48,7 +48,7 @@ def mongo_uri():
 
 @pytest.fixture(scope="session")
 def app(mongo_uri):
-    settings = Settings(mongodb_uri=mongo_uri, database=f"dmp_test_{uuid.uuid4().hex[:8]}", testing=True)
+    settings = Settings(mongodb_uri=mongo_uri, database=f"dmp_test_{uuid.uuid4().hex[:8]}", testing=True, auth_required=False)
     return create_app(settings)
 
 

@@ -14,10 +14,14 @@ from fhir_server.api.negotiation import (
     wants_json,
     wants_raw_binary,
 )
+from fhir_server.auth import current_principal
+from fhir_server.policy import operator_principal
 from fhir_server.fhir.errors import FhirError, bad_request
 from fhir_server.interactions.context import RequestContext, Result
 
 blp = Blueprint("fhir", __name__, description="FHIR R4 REST API (JSON)")
+
+OPEN_MODE_PRINCIPAL = operator_principal("open-mode")
 
 
 def services():
@@ -47,7 +51,15 @@ def context() -> RequestContext:
         prefer_return=ret,
         prefer_handling="strict" if handling == "strict" else "lenient",
         headers={k.lower(): v for k, v in request.headers.items()},
+        access=services().policy.for_principal(caller()),
     )
+
+
+def caller():
+    """Who is asking: the verified SMART token's principal (401 without one), or the operator in open mode."""
+    if not current_app.config["DMP_SETTINGS"].auth_required:
+        return OPEN_MODE_PRINCIPAL
+    return current_principal()
 
 
 def respond(result: Result) -> Response:

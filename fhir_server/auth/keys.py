@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from joserfc import jwk
@@ -27,13 +27,13 @@ SIGNING_ALG = "RS256"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(ts: datetime | None) -> datetime | None:
     if ts is None:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -56,7 +56,7 @@ class StoredKey:
         }
 
     @classmethod
-    def from_doc(cls, doc: dict) -> "StoredKey":
+    def from_doc(cls, doc: dict) -> StoredKey:
         return cls(
             doc["_id"],
             doc["alg"],
@@ -69,7 +69,9 @@ class StoredKey:
 
 def new_rsa_key(kid: str | None = None) -> StoredKey:
     kid = kid or f"rs256-{utcnow():%Y%m%d}-{uuid.uuid4().hex[:8]}"
-    key = jwk.RSAKey.generate_key(2048, parameters={"kid": kid, "alg": SIGNING_ALG, "use": "sig"}, private=True)
+    key = jwk.RSAKey.generate_key(
+        2048, parameters={"kid": kid, "alg": SIGNING_ALG, "use": "sig"}, private=True
+    )
     return StoredKey(kid, SIGNING_ALG, key.as_dict(private=True), utcnow())
 
 

@@ -59,7 +59,7 @@ class ResourceScope:
     def matches(self, resource_type: str, interaction: str) -> bool:
         return interaction in self.interactions and self.resource_type in ("*", resource_type)
 
-    def covers(self, other: "ResourceScope") -> bool:
+    def covers(self, other: ResourceScope) -> bool:
         """True when every access `other` grants is also granted by self."""
         if self.level != other.level:
             return False
@@ -111,7 +111,7 @@ def parse_resource_scope(token: str) -> ResourceScope | None:
 class ScopeSet:
     """An immutable, parsed set of scopes."""
 
-    __slots__ = ("_tokens", "_resources", "_simple", "_unknown")
+    __slots__ = ("_resources", "_simple", "_tokens", "_unknown")
 
     def __init__(self, tokens: list[str]):
         seen: list[str] = []
@@ -138,7 +138,7 @@ class ScopeSet:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def parse(cls, scope_string: str | None, strict: bool = False) -> "ScopeSet":
+    def parse(cls, scope_string: str | None, strict: bool = False) -> ScopeSet:
         tokens = (scope_string or "").split()
         scopes = cls(tokens)
         if strict and scopes._unknown:
@@ -146,7 +146,7 @@ class ScopeSet:
         return scopes
 
     @classmethod
-    def empty(cls) -> "ScopeSet":
+    def empty(cls) -> ScopeSet:
         return cls([])
 
     # ------------------------------------------------------------ queries
@@ -156,7 +156,9 @@ class ScopeSet:
     def context_level(self, resource_type: str, interaction: str) -> str | None:
         best = None
         for rs in self._resources:
-            if rs.matches(resource_type, interaction) and (best is None or LEVEL_RANK[rs.level] > LEVEL_RANK[best]):
+            if rs.matches(resource_type, interaction) and (
+                best is None or LEVEL_RANK[rs.level] > LEVEL_RANK[best]
+            ):
                 best = rs.level
         return best
 
@@ -233,19 +235,19 @@ class ScopeSet:
             return token in self._tokens
         return any(mine.covers(rs) for mine in self._resources)
 
-    def covers(self, other: "ScopeSet") -> bool:
+    def covers(self, other: ScopeSet) -> bool:
         """Every scope of `other` is granted by self (semantic subset)."""
         return all(self.covers_scope(tok) for tok in other)
 
-    def uncovered(self, other: "ScopeSet") -> list[str]:
+    def uncovered(self, other: ScopeSet) -> list[str]:
         return [tok for tok in other if not self.covers_scope(tok)]
 
-    def only(self, tokens) -> "ScopeSet":
+    def only(self, tokens) -> ScopeSet:
         """The subset of self made of the given tokens (in self's order)."""
         wanted = set(tokens)
         return ScopeSet([t for t in self._tokens if t in wanted])
 
-    def without_levels(self, *levels: str) -> "ScopeSet":
+    def without_levels(self, *levels: str) -> ScopeSet:
         keep = []
         for tok in self._tokens:
             rs = parse_resource_scope(tok)
@@ -253,7 +255,7 @@ class ScopeSet:
                 keep.append(tok)
         return ScopeSet(keep)
 
-    def union(self, other: "ScopeSet") -> "ScopeSet":
+    def union(self, other: ScopeSet) -> ScopeSet:
         return ScopeSet(list(self._tokens) + list(other._tokens))
 
 
@@ -275,14 +277,28 @@ _LEVEL_WORDS = {
     },
 }
 _TYPE_WORDS = {
-    "fr": {"*": "toutes les données", "DocumentReference": "les documents", "Observation": "les résultats et mesures",
-           "Patient": "l'identité du patient", "Condition": "les problèmes de santé",
-           "MedicationRequest": "les prescriptions", "AllergyIntolerance": "les allergies",
-           "Immunization": "les vaccinations", "Binary": "le contenu des documents"},
-    "en": {"*": "all data", "DocumentReference": "documents", "Observation": "results and measurements",
-           "Patient": "the patient's identity", "Condition": "health problems",
-           "MedicationRequest": "prescriptions", "AllergyIntolerance": "allergies",
-           "Immunization": "immunizations", "Binary": "document content"},
+    "fr": {
+        "*": "toutes les données",
+        "DocumentReference": "les documents",
+        "Observation": "les résultats et mesures",
+        "Patient": "l'identité du patient",
+        "Condition": "les problèmes de santé",
+        "MedicationRequest": "les prescriptions",
+        "AllergyIntolerance": "les allergies",
+        "Immunization": "les vaccinations",
+        "Binary": "le contenu des documents",
+    },
+    "en": {
+        "*": "all data",
+        "DocumentReference": "documents",
+        "Observation": "results and measurements",
+        "Patient": "the patient's identity",
+        "Condition": "health problems",
+        "MedicationRequest": "prescriptions",
+        "AllergyIntolerance": "allergies",
+        "Immunization": "immunizations",
+        "Binary": "document content",
+    },
 }
 _SIMPLE_WORDS = {
     "fr": {

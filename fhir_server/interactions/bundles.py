@@ -215,12 +215,20 @@ class BundleInteractions:
                 raise bad_request(f"Bundle.entry[{i}]: {key} is written twice in this transaction.")
             touched.add(key)
             expected = parse_etag(entry["request"].get("ifMatch"))
+            current_doc = self.repository.current_doc(plan["rt"], plan["rid"], with_index=True)
+            if current_doc is not None and current_doc["state"] != "live":
+                current_doc = None
+            if current_doc is not None and not ctx.access.visible(current_doc):
+                raise not_found(f"Bundle.entry[{i}]: {key} is not known.")
             if method == "DELETE":
-                if self.repository.current_doc(plan["rt"], plan["rid"]) is None:
+                if current_doc is None:
                     raise not_found(f"Bundle.entry[{i}]: {key} is not known.")
+                ctx.access.check_write("delete", plan["rt"], None, current_doc)
                 ops.append(WriteOp(plan["rt"], plan["rid"], None, "DELETE", expected))
                 continue
             if method == "PATCH":
+                if current_doc is None:
+                    raise not_found(f"Bundle.entry[{i}]: {key} is not known.")
                 current = self.repository.read(plan["rt"], plan["rid"])
                 resource = apply_json_patch(current.resource, _patch_body(entry.get("resource")))
                 expected = expected or current.vid
@@ -245,6 +253,9 @@ class BundleInteractions:
                 issue.expression = [f"Bundle.entry[{i}].resource" + e[len(plan['rt']):] for e in issue.expression]
                 issue.diagnostics = f"Bundle.entry[{i}] ({plan['rt']}): {issue.diagnostics}"
                 issues.append(issue)
+            interaction = {"POST": "create", "PUT": "update", "PATCH": "patch"}[method]
+            if not issues:
+                ctx.access.check_write(interaction, plan["rt"], resource, current_doc)
             ops.append(WriteOp(plan["rt"], plan["rid"], resource, method, 0 if method == "POST" else expected))
             plan["op"] = ops[-1]
         if issues:

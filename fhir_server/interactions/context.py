@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -11,6 +12,7 @@ class RequestContext:
     prefer_return: str = "representation"  # minimal | representation | OperationOutcome
     prefer_handling: str = "lenient"  # lenient | strict
     headers: dict[str, str] = field(default_factory=dict)
+    access: Any = None  # policy.RequestAccess of the caller: every read and write goes through it
 
 
 @dataclass

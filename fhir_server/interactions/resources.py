@@ -57,9 +57,23 @@ class ResourceInteractions:
         self.repository = repository
         self.search = search
 
+    # ---------------------------------------------------------------- access
+    def visible_doc(self, ctx: RequestContext, rt: str, rid: str, letter: str = "r") -> dict:
+        """The current stored document if this caller may see it; 404 as if absent otherwise."""
+        doc = self.repository.current_doc(rt, rid, with_index=True)
+        if doc is None or doc["state"] == "pending" or not ctx.access.visible(doc, letter):
+            raise not_found(f"{rt}/{rid} is not known.")
+        return doc
+
     # ---------------------------------------------------------------- reads
     def read(self, ctx: RequestContext, rt: str, rid: str) -> Result:
         require_type(rt, "read")
+        ctx.access.require(rt, "read")
+        doc = self.repository.current_doc(rt, rid, with_index=True)
+        if doc is not None and doc["state"] == "live" and not ctx.access.visible(doc):
+            raise not_found(f"{rt}/{rid} is not known.")
+        if doc is not None and doc["state"] == "deleted" and ctx.access.kind not in ("system", "operator"):
+            raise not_found(f"{rt}/{rid} is not known.")  # a tombstone says nothing about who may know it
         version = self.repository.read(rt, rid)
         headers = version_headers(version)
         if _not_modified(ctx, version):
@@ -68,14 +82,17 @@ class ResourceInteractions:
 
     def vread(self, ctx: RequestContext, rt: str, rid: str, vid: str) -> Result:
         require_type(rt, "vread")
+        ctx.access.require(rt, "vread")
         if not vid.isdigit():
             raise not_found(f"{rt}/{rid} has no version '{vid}'.")
+        self.visible_doc(ctx, rt, rid)
         version = self.repository.vread(rt, rid, int(vid))
         return Result(200, version.resource, version_headers(version))
 
     # ---------------------------------------------------------------- writes
     def create(self, ctx: RequestContext, rt: str, resource, if_none_exist: str | None = None) -> Result:
         require_type(rt, "create")
+        ctx.access.require(rt, "create")  # who may, before what: a refused caller learns nothing from validation
         check_resource_shape(resource, rt)
         if if_none_exist:
             existing = self.match(ctx, rt, if_none_exist, "If-None-Exist")
@@ -86,11 +103,13 @@ class ResourceInteractions:
         resource = dict(resource)
         resource.pop("id", None)  # the server assigns ids on create
         validate_resource(resource)
+        ctx.access.check_write("create", rt, resource, None)
         version = self.repository.create(resource)
         return self.written(ctx, version, 201)
 
     def update(self, ctx: RequestContext, rt: str, rid: str, resource, if_match: str | None) -> Result:
         require_type(rt, "update")
+        ctx.access.require(rt, "update")
         check_id(rid)
         check_resource_shape(resource, rt)
         if resource.get("id") != rid:
@@ -98,6 +117,9 @@ class ResourceInteractions:
                 f"The resource id '{resource.get('id')}' does not match the URL id '{rid}'.", [f"{rt}.id"]
             )
         validate_resource(resource)
+        current = self.repository.current_doc(rt, rid, with_index=True)
+        existing = current if current is not None and current["state"] == "live" else None
+        ctx.access.check_write("update", rt, resource, existing)
         version, created = self.repository.update(rt, rid, resource, parse_etag(if_match))
         return self.written(ctx, version, 201 if created else 200)
 
@@ -118,11 +140,14 @@ class ResourceInteractions:
 
     def patch(self, ctx: RequestContext, rt: str, rid: str, operations, if_match: str | None) -> Result:
         require_type(rt, "patch")
+        ctx.access.require(rt, "patch")
+        doc = self.visible_doc(ctx, rt, rid)
         current = self.repository.read(rt, rid)
         patched = apply_json_patch(current.resource, operations)
         if patched.get("resourceType") != rt or patched.get("id") != rid:
             raise FhirError(422, "A patch may not change resourceType or id.", "processing", [f"{rt}.id"])
         validate_resource(patched)
+        ctx.access.check_write("patch", rt, patched, doc)
         expected = parse_etag(if_match) if if_match else current.vid
         version, _ = self.repository.update(rt, rid, patched, expected, method="PATCH")
         return self.written(ctx, version, 200)
@@ -137,6 +162,12 @@ class ResourceInteractions:
 
     def delete(self, ctx: RequestContext, rt: str, rid: str, if_match: str | None = None) -> Result:
         require_type(rt, "delete")
+        ctx.access.require(rt, "delete")
+        doc = self.repository.current_doc(rt, rid, with_index=True)
+        if doc is not None and doc["state"] == "live":
+            if not ctx.access.visible(doc):
+                raise not_found(f"{rt}/{rid} is not known.")
+            ctx.access.check_write("delete", rt, None, doc)
         version = self.repository.delete(rt, rid, parse_etag(if_match))
         headers = {"ETag": version.etag} if version else {}
         return Result(204, None, headers)
@@ -149,7 +180,7 @@ class ResourceInteractions:
                 f"The conditional delete matches {len(matches)} resources; this server deletes one at a time."
             )
         if matches:
-            self.repository.delete(rt, matches[0].rid)
+            self.delete(ctx, rt, matches[0].rid)
         return Result(204)
 
     # ---------------------------------------------------------------- helpers
@@ -161,7 +192,7 @@ class ResourceInteractions:
             raise bad_request(f"The {what} criteria are empty.", [what])
         request = self.search.parse(rt, params, strict=True)
         request.count, request.total, request.includes, request.revincludes = 2, "none", [], []
-        return self.search.execute(request, (ctx.base_url,)).matches
+        return self.search.execute(request, (ctx.base_url,), access=ctx.access).matches
 
     def written(self, ctx: RequestContext, version: Version, status: int) -> Result:
         location = f"{version.rt}/{version.rid}/_history/{version.vid}"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fhir_server.fhir.bundle import full_url, link, new_bundle, page_url, shape
-from fhir_server.fhir.errors import Issue, bad_request
+from fhir_server.fhir.errors import Issue, bad_request, not_found
+from fhir_server.fhir.resource_types import RESOURCE_TYPES
 from fhir_server.interactions.context import RequestContext, Result
 from fhir_server.interactions.resources import require_type
 from fhir_server.search.dates import DateFormatError, date_range
@@ -29,11 +30,12 @@ class SearchInteractions:
     ) -> Result:
         if rt is not None:
             require_type(rt, "search-type")
+            ctx.access.require(rt, "search-type")
         request = self.engine.parse(rt, params, strict=ctx.prefer_handling == "strict")
         request.compartment = compartment
         if types:
             request.types = types
-        result = self.engine.execute(request, (ctx.base_url,))
+        result = self.engine.execute(request, (ctx.base_url,), access=ctx.access)
         bundle = new_bundle("searchset")
         if result.total is not None:
             bundle["total"] = result.total
@@ -70,6 +72,10 @@ class SearchInteractions:
         """Patient/{id}/$everything: the patient's compartment (all types) plus what it references
         (authors, organisations, document contents), paged like a search."""
         require_type("Patient", "read")
+        ctx.access.require("Patient", "read")
+        doc = self.repository.current_doc("Patient", rid, with_index=True)
+        if doc is not None and doc["state"] == "live" and not ctx.access.visible(doc):
+            raise not_found(f"Patient/{rid} is not known.")
         self.repository.read("Patient", rid)  # 404 / 410
         allowed = {"_count", "_cursor", "_since", "_type", "_format", "_pretty"}
         unknown = [k for k, _ in params if k not in allowed]
@@ -97,8 +103,15 @@ class SearchInteractions:
     def history(
         self, ctx: RequestContext, rt: str | None, rid: str | None, params: list[tuple[str, str]], self_path: str
     ) -> Result:
+        interaction = "history-instance" if rid else ("history-type" if rt else "history-system")
         if rt is not None:
-            require_type(rt, "history-instance" if rid else "history-type")
+            require_type(rt, interaction)
+        for checked in [rt] if rt else [t for t in RESOURCE_TYPES]:
+            ctx.access.require(checked, interaction)
+        if rid is not None:
+            doc = self.repository.current_doc(rt, rid, with_index=True)
+            if doc is not None and doc["state"] == "live" and not ctx.access.visible(doc):
+                raise not_found(f"{rt}/{rid} is not known.")
         count = HISTORY_DEFAULT_COUNT
         since = at = None
         cursor = None

@@ -12,6 +12,7 @@ import orjson
 from fhir_server.fhir.errors import bad_request
 from fhir_server.fhir.resource_types import RESOURCE_TYPES
 from fhir_server.fhir.terminology import value_set_codes
+from fhir_server.policy.access import NOTHING
 from fhir_server.search.compiler import (
     Compiler,
     ParsedParam,
@@ -173,25 +174,38 @@ class SearchEngine:
         return keys
 
     # ------------------------------------------------------------ filter
-    def build_filter(self, request: SearchRequest, base_prefixes: tuple[str, ...] = ()) -> dict:
+    def build_filter(self, request: SearchRequest, base_prefixes: tuple[str, ...] = (), access=None) -> dict:
+        """The MongoDB filter of a search; the caller's access filter is part of it, so nothing
+        hidden is ever matched, counted, sorted or paged over."""
         query: dict[str, Any] = {"state": "live"}
-        if request.resource_type:
-            query["rt"] = request.resource_type
-        else:
-            query["rt"] = {"$in": [t for t in RESOURCE_TYPES if not request.types or t in request.types]}
+        types = [request.resource_type] if request.resource_type else [
+            t for t in RESOURCE_TYPES if not request.types or t in request.types
+        ]
+        clauses = []
+        if access is not None:
+            allowed = [(t, access.read_filter(t, "s")) for t in types]
+            allowed = [(t, f) for t, f in allowed if f != NOTHING]
+            types = [t for t, _ in allowed]
+            if any(f for _, f in allowed):
+                branches = [{"$and": [{"rt": t}, f]} if f else {"rt": t} for t, f in allowed]
+                clauses.append(branches[0] if len(branches) == 1 else {"$or": branches})
+        query["rt"] = types[0] if request.resource_type and types else {"$in": types}
         if request.compartment:
             query["comp"] = request.compartment
-        clauses = []
         compiler = Compiler(base_prefixes)
         for name, raw in request.criteria:
-            clauses.append(self._clause(request.resource_type, name, raw, compiler))
+            clauses.append(self._clause(request.resource_type, name, raw, compiler, access))
         if clauses:
             query["$and"] = clauses
         return query
 
-    def _clause(self, resource_type: str | None, name: str, raw: str, compiler: Compiler) -> dict:
+    def criterion(self, resource_type: str, name: str, value: str) -> dict:
+        """One search criterion as a filter (used for SMART v2 scope restrictions)."""
+        return self._clause(resource_type, name, value, Compiler(()), None)
+
+    def _clause(self, resource_type: str | None, name: str, raw: str, compiler: Compiler, access=None) -> dict:
         if name.startswith("_has:"):
-            return self._has_clause(resource_type, name, raw, compiler)
+            return self._has_clause(resource_type, name, raw, compiler, access)
         head, _, chain = name.partition(".")
         code, _, modifier = head.partition(":")
         values = split_values(raw)
@@ -212,7 +226,7 @@ class SearchEngine:
             return self._last_updated(values, name)
         parsed = ParsedParam(name, code, modifier or None, chain or None, values)
         return compiler.compile(
-            param, parsed, resolve_chain=self._resolve_chain(compiler), value_set_codes=value_set_codes
+            param, parsed, resolve_chain=self._resolve_chain(compiler, access), value_set_codes=value_set_codes
         )
 
     @staticmethod
@@ -226,7 +240,7 @@ class SearchEngine:
             ors.append(_instant_condition(cond))
         return ors[0] if len(ors) == 1 else {"$or": ors}
 
-    def _resolve_chain(self, compiler: Compiler):
+    def _resolve_chain(self, compiler: Compiler, access=None):
         def resolve(param: SearchParam, parsed: ParsedParam) -> list[str]:
             targets = list(param.target) or list(RESOURCE_TYPES)
             if parsed.modifier and parsed.modifier[0].isupper():
@@ -239,7 +253,7 @@ class SearchEngine:
                 if head not in ("_id", "_has") and self.registry.get(target, head) is None:
                     continue
                 sub = SearchRequest(target, [(chain, ",".join(parsed.values))])
-                query = self.build_filter(sub, compiler.base_url_prefixes)
+                query = self.build_filter(sub, compiler.base_url_prefixes, access)
                 refs.extend(f"{target}/{d['rid']}" for d in self.repository.find_docs(query, {"rid": 1}))
             if not any(self.registry.get(t, chain.split(".")[0].split(":")[0]) for t in usable):
                 raise bad_request(f"'{parsed.name}': '{chain}' is not a parameter of {', '.join(usable)}.", [parsed.name])
@@ -247,7 +261,7 @@ class SearchEngine:
 
         return resolve
 
-    def _has_clause(self, resource_type: str | None, name: str, raw: str, compiler: Compiler) -> dict:
+    def _has_clause(self, resource_type: str | None, name: str, raw: str, compiler: Compiler, access=None) -> dict:
         # _has:Type:reference:param=value  (param may itself be _has:... or chained)
         parts = name.split(":", 3)
         if len(parts) < 4:
@@ -258,7 +272,7 @@ class SearchEngine:
         if self.registry.get(other_type, ref_code) is None:
             raise bad_request(f"'{name}': {ref_code} is not a parameter of {other_type}.", [name])
         sub = SearchRequest(other_type, [(rest, raw)])
-        query = self.build_filter(sub, compiler.base_url_prefixes)
+        query = self.build_filter(sub, compiler.base_url_prefixes, access)  # a hidden resource matches nothing
         refs: set[str] = set()
         for doc in self.repository.find_docs(query, {"ix.rf": 1}):
             for code, target in _references(doc):
@@ -273,10 +287,8 @@ class SearchEngine:
         return [f"{t}/{i}" for t in types for i in ids]
 
     # ------------------------------------------------------------ execution
-    def execute(self, request: SearchRequest, base_prefixes: tuple[str, ...] = (), extra_filter: dict | None = None) -> SearchResult:
-        query = self.build_filter(request, base_prefixes)
-        if extra_filter:
-            query = {"$and": [query, extra_filter]}
+    def execute(self, request: SearchRequest, base_prefixes: tuple[str, ...] = (), access=None) -> SearchResult:
+        query = self.build_filter(request, base_prefixes, access)
         total = None
         if request.summary == "count" or request.total in ("accurate", "estimate"):
             total = self.repository.count(query)
@@ -305,10 +317,10 @@ class SearchEngine:
                 next_cursor = {"after": keys[-1]}
             if request.cursor and (not backwards or has_more):
                 prev_cursor = {"before": keys[0]}
-        included = self.includes(request, matches)
+        included = self.includes(request, matches, access)
         return SearchResult(matches, included, total, next_cursor, prev_cursor)
 
-    def includes(self, request: SearchRequest, matches: list[Version]) -> list[Version]:
+    def includes(self, request: SearchRequest, matches: list[Version], access=None) -> list[Version]:
         seen = {v.key for v in matches}
         included: list[Version] = []
         frontier = list(matches)
@@ -319,9 +331,9 @@ class SearchEngine:
         while frontier and (includes or revincludes) and rounds < MAX_INCLUDE_ITERATIONS:
             found: list[Version] = []
             for spec in includes:
-                found += self._forward(spec, frontier)
+                found += self._forward(spec, frontier, access)
             for spec in revincludes:
-                found += self._reverse(spec, frontier)
+                found += self._reverse(spec, frontier, access)
             new = []
             for version in found:
                 if version.key not in seen:
@@ -342,7 +354,22 @@ class SearchEngine:
             raise bad_request(f"_include value '{value}' must read Type:parameter[:TargetType].", ["_include"])
         return parts[0], parts[1], parts[2] if len(parts) > 2 else None
 
-    def _forward(self, spec: str, frontier: list[Version]) -> list[Version]:
+    def _visible(self, query: dict, types: list[str], access) -> dict:
+        """`query` narrowed to what the caller may read of each type (included resources leave the server too)."""
+        if access is None:
+            return query
+        allowed = []
+        for rt in types:
+            if not access.principal.scopes.allows(rt, "r") and access.kind != "operator":
+                continue
+            rule = access.read_filter(rt, "r")
+            if rule != NOTHING:
+                allowed.append({"$and": [{"rt": rt}, rule]} if rule else {"rt": rt})
+        if not allowed:
+            return NOTHING
+        return {"$and": [query, {"$or": allowed}]}
+
+    def _forward(self, spec: str, frontier: list[Version], access=None) -> list[Version]:
         source_type, code, target = self._parse_include(spec)
         refs: set[str] = set()
         keys = [v.key for v in frontier if source_type in ("*", v.rt)]
@@ -364,9 +391,11 @@ class SearchEngine:
                     refs.add(ref)
         if not refs:
             return []
-        return list(self.repository.find({"_id": {"$in": sorted(refs)}, "state": "live"}))
+        types = sorted({r.split("/")[0] for r in refs})
+        query = self._visible({"_id": {"$in": sorted(refs)}, "state": "live"}, types, access)
+        return list(self.repository.find(query)) if query != NOTHING else []
 
-    def _reverse(self, spec: str, frontier: list[Version]) -> list[Version]:
+    def _reverse(self, spec: str, frontier: list[Version], access=None) -> list[Version]:
         source_type, code, target = self._parse_include(spec)
         if source_type not in RESOURCE_TYPES:
             raise bad_request(f"_revinclude: unknown resource type '{source_type}'.", ["_revinclude"])
@@ -379,7 +408,8 @@ class SearchEngine:
             p.code for p in self.registry.params_for(source_type).values() if p.type == "reference"
         ]
         wanted = [f"{c}|{k}" for c in codes for k in keys]
-        return list(self.repository.find({"rt": source_type, "state": "live", "ix.rf": {"$in": wanted}}))
+        query = self._visible({"rt": source_type, "state": "live", "ix.rf": {"$in": wanted}}, [source_type], access)
+        return list(self.repository.find(query)) if query != NOTHING else []
 
 
 def _references(doc: dict):

@@ -52,6 +52,7 @@ class StoredResource(Document):
     ix = DictField()  # search index keys (search.extract)
     comp = ListField(StringField())  # compartments, e.g. ["Patient/123"]
     sk = DictField()  # one sortable value per search parameter, for _sort
+    cts = DateTimeField()  # when the resource was first created (INVISIBLE_PATIENT lapses from it)
     wid = StringField()  # id of the write that produced this version (roll-forward bookkeeping)
     txn = StringField()  # lock held by a transaction
     txn_at = DateTimeField()

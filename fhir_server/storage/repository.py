@@ -114,8 +114,9 @@ class Repository:
         self.fault_point: Callable[[str], None] = lambda step: None
 
     # ------------------------------------------------------------------ reads
-    def current_doc(self, rt: str, rid: str) -> dict | None:
-        return self.resources.find_one({"_id": f"{rt}/{rid}"}, {"ix": 0, "sk": 0})
+    def current_doc(self, rt: str, rid: str, with_index: bool = False) -> dict | None:
+        """The stored document of the current version (with its index keys for policy checks)."""
+        return self.resources.find_one({"_id": f"{rt}/{rid}"}, None if with_index else {"ix": 0, "sk": 0})
 
     def read(self, rt: str, rid: str) -> Version:
         doc = self.current_doc(rt, rid)
@@ -250,7 +251,7 @@ class Repository:
             new_fields = self._current_fields(rt, rid, vid, ts, stored, state, wid)
             if previous_vid == 0 and doc is None:
                 try:
-                    self.resources.insert_one({"_id": key, **new_fields})
+                    self.resources.insert_one({"_id": key, **new_fields, "cts": ts})
                 except DuplicateKeyError:
                     self.history_coll.delete_one({"_id": f"{key}/{vid}", "wid": wid})
                     if must_be_new:
@@ -284,7 +285,7 @@ class Repository:
         )
         if vid == 1:
             try:
-                self.resources.insert_one({"_id": f"{rt}/{rid}", **fields})
+                self.resources.insert_one({"_id": f"{rt}/{rid}", **fields, "cts": fields["ts"]})
             except DuplicateKeyError:
                 pass
 
@@ -385,6 +386,8 @@ class Repository:
                 rt, rid, vid, op["ts"], op["res"], "deleted" if op["deleted"] else "live", txid
             )
             del fields["txn"]  # released by the $unset below
+            if op["vid"] == 1:
+                fields["cts"] = op["ts"]
             self.resources.update_one(
                 {"_id": f"{rt}/{rid}", "txn": txid}, {"$set": fields, "$unset": {"txn": "", "txn_at": ""}}
             )

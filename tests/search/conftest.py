@@ -164,7 +164,7 @@ def _record_queries():
 
 @pytest.fixture(scope="module")
 def search_app(mongo_uri):
-    settings = Settings(mongodb_uri=mongo_uri, database=f"dmp_search_{uuid.uuid4().hex[:8]}", testing=True)
+    settings = Settings(mongodb_uri=mongo_uri, database=f"dmp_search_{uuid.uuid4().hex[:8]}", testing=True, auth_required=False)
     app = create_app(settings)
     client = app.test_client()
     bundle = {

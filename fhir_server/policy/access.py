@@ -1,0 +1,477 @@
+"""The access policy: the one place that decides what a caller may see and do.
+
+Every decision is expressed as a MongoDB filter over the stored resource documents (`read_filter`),
+so that search, paging, `_total`, `_summary=count`, `_sort`, chains, `_has` and includes never see
+what the caller may not; a single resource leaving the server by read, vread, history or a
+transaction response is checked by evaluating the very same filter on its document in process
+(mongomock's matcher), so a search and a read can never disagree.
+
+Layers, each able only to narrow the previous one:
+1. SMART scopes (the token): interaction letters per type, patient-level confinement to the
+   compartment of the patient in context, v2 `?param=value` restrictions.
+2. DMP rules (the law and the patient's choices): closed record, blocked professional, explicit
+   authorisation / médecin traitant, authorisation matrix, masking labels, emergency access.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from mongomock.filtering import filter_applies
+
+from fhir_server.fhir.errors import FhirError
+from fhir_server.fhir.resource_types import RESOURCE_TYPES
+from fhir_server.policy.matrix import AuthorisationMatrix
+from fhir_server.search.registry import PATIENT_COMPARTMENT
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fhir_server.auth.principal import Principal
+    from fhir_server.search.engine import SearchEngine
+    from fhir_server.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+TRE_A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+MASQUE_PS = f"security-label|{TRE_A07}|MASQUE_PS"
+INVISIBLE_PATIENT = f"security-label|{TRE_A07}|INVISIBLE_PATIENT"
+INVISIBLE_REPRESENTANTS = f"security-label|{TRE_A07}|INVISIBLE_REPRESENTANTS_LEGAUX"
+ARCHIVED_EXTENSION = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived"
+# INVISIBLE_PATIENT lapses one month after the document was added (R1111-53 area).
+INVISIBLE_PATIENT_DELAY = timedelta(days=30)
+
+NOTHING: dict = {"_id": {"$in": []}}
+INTERACTION_LETTER = {
+    "read": "r", "vread": "r", "history-instance": "r",
+    "search-type": "s", "history-type": "s", "search-system": "s", "history-system": "s",
+    "create": "c", "update": "u", "patch": "u", "delete": "d",
+}
+DIRECTORY_TYPES = ("Practitioner", "PractitionerRole", "Organization")
+EMERGENCY_PURPOSES = ("BTG", "ETREAT")
+# Fields a DocumentReference may change after creation (ANS PDSm: status, securityLabel, isArchived).
+MUTABLE_DOCUMENT_FIELDS = ("status", "securityLabel", "extension", "meta", "id", "resourceType")
+
+
+def _and(*parts: dict) -> dict:
+    parts = tuple(p for p in parts if p)
+    if not parts:
+        return {}
+    if any(p is NOTHING or p == NOTHING for p in parts):
+        return NOTHING
+    return parts[0] if len(parts) == 1 else {"$and": list(parts)}
+
+
+def forbidden(message: str, rule: str) -> FhirError:
+    return FhirError(403, message, "forbidden", headers={"X-DMP-Policy-Rule": rule})
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    rule: str
+    reason: str = ""
+
+
+class AccessPolicy:
+    """Built once per app; `for_principal` gives the per-request view with its caches."""
+
+    def __init__(self, repository: "Repository", engine: "SearchEngine", matrix: AuthorisationMatrix, clock=None):
+        self.repository = repository
+        self.engine = engine
+        self.matrix = matrix
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+
+    def for_principal(self, principal: "Principal") -> "RequestAccess":
+        return RequestAccess(self, principal)
+
+
+@dataclass
+class RequestAccess:
+    policy: AccessPolicy
+    principal: "Principal"
+    decisions: list[Decision] = field(default_factory=list)
+    _filters: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ who
+    @property
+    def kind(self) -> str:
+        return self.principal.kind
+
+    @property
+    def user_ref(self) -> str | None:
+        return self.principal.fhir_user
+
+    @property
+    def own_patient(self) -> str | None:
+        """The patient whose record a patient or legal representative acts on."""
+        if self.kind == "patient":
+            if self.principal.patient:
+                return self.principal.patient
+            if self.user_ref and self.user_ref.startswith("Patient/"):
+                return self.user_ref.split("/", 1)[1]
+        if self.kind == "related-person":
+            return self.principal.patient
+        return None
+
+    @property
+    def emergency(self) -> bool:
+        return any(p in EMERGENCY_PURPOSES for p in self.principal.purpose_of_use)
+
+    # ------------------------------------------------------------------ scopes
+    def require(self, resource_type: str, interaction: str) -> None:
+        """403 unless the token's scopes grant this interaction on this type."""
+        letter = INTERACTION_LETTER[interaction]
+        if self.kind == "operator":
+            return
+        if not self.principal.scopes.allows(resource_type, letter):
+            self.decisions.append(Decision(False, "scope", f"no scope grants {letter} on {resource_type}"))
+            raise forbidden(
+                f"The access token does not grant '{letter}' on {resource_type} (scopes: {self.principal.scopes}).",
+                "scope",
+            )
+        if interaction in ("history-type", "history-system") and self.kind not in ("system", "operator"):
+            raise forbidden("Type and system history are for system clients only.", "history")
+
+    def _scope_filter(self, resource_type: str, letter: str) -> dict:
+        scopes = self.principal.scopes
+        if self.kind == "operator":
+            return {}
+        level = scopes.context_level(resource_type, letter)
+        if level is None:
+            return NOTHING
+        parts = []
+        if level == "patient" and resource_type not in DIRECTORY_TYPES:
+            patient = self.principal.patient or (self.own_patient if self.kind == "patient" else None)
+            if not patient:
+                return NOTHING  # a patient-level grant needs a patient in context
+            if resource_type in PATIENT_COMPARTMENT:
+                parts.append({"comp": f"Patient/{patient}"})
+        restrictions = scopes.restrictions(resource_type, letter, level)
+        if restrictions:
+            ors = []
+            for conjunction in restrictions:
+                ors.append(_and(*[self.policy.engine.criterion(resource_type, p, v) for p, v in conjunction]))
+            parts.append({"$or": ors} if len(ors) > 1 else ors[0])
+        return _and(*parts)
+
+    # ------------------------------------------------------------------ read filter
+    def read_filter(self, resource_type: str, letter: str = "s") -> dict:
+        """The MongoDB filter of what this caller may see of a type ({} = everything)."""
+        key = (resource_type, letter)
+        if key not in self._filters:
+            scope = self._scope_filter(resource_type, letter)
+            dmp = NOTHING if scope == NOTHING else self._dmp_filter(resource_type)
+            self._filters[key] = _and(scope, dmp)
+        return self._filters[key]
+
+    def visible(self, doc: dict, letter: str = "r") -> bool:
+        """Whether one stored document passes this caller's read filter (same rules as search)."""
+        rule = self.read_filter(doc["rt"], letter)
+        allowed = rule != NOTHING and (not rule or filter_applies(rule, doc))
+        if not allowed:
+            self.decisions.append(Decision(False, "read", f"{doc['_id']} hidden"))
+        return allowed
+
+    def _dmp_filter(self, resource_type: str) -> dict:
+        kind = self.kind
+        if kind == "operator":
+            return {}
+        if kind == "system":
+            if resource_type == "Binary":
+                return self._binary_filter()
+            return self._closed_records_excluded(resource_type)
+        if kind in ("patient", "related-person"):
+            return self._holder_filter(resource_type)
+        if kind == "practitioner":
+            return self._professional_filter(resource_type)
+        return NOTHING
+
+    # ------------------------------------------------------------------ the holder and their representatives
+    def _holder_filter(self, resource_type: str) -> dict:
+        patient = self.own_patient
+        if not patient or not self._acting_for_allowed(patient):
+            return NOTHING
+        if self._patient_closed(patient):
+            return NOTHING  # a closed record is read through a data-access request, not the API
+        if resource_type in DIRECTORY_TYPES:
+            return {}
+        if resource_type == "Binary":
+            return self._binary_filter()
+        if resource_type not in PATIENT_COMPARTMENT:
+            return NOTHING
+        parts: list[dict] = [{"comp": f"Patient/{patient}"}]
+        if resource_type == "DocumentReference":
+            lapse = self.policy.clock() - INVISIBLE_PATIENT_DELAY
+            parts.append({"$or": [{"ix.tk": {"$nin": [INVISIBLE_PATIENT]}}, {"cts": {"$lt": lapse}}]})
+            if self.kind == "related-person":
+                parts.append({"ix.tk": {"$nin": [INVISIBLE_REPRESENTANTS]}})
+        return _and(*parts)
+
+    def _acting_for_allowed(self, patient: str) -> bool:
+        if self.kind == "patient":
+            return True
+        # a legal representative: a RelatedPerson of the child with the GUARD role
+        ref = self.user_ref or ""
+        if not ref.startswith("RelatedPerson/"):
+            return False
+        doc = self.policy.repository.resources.find_one({"_id": ref}, {"res": 1, "state": 1})
+        if not doc or doc.get("state") != "live":
+            return False
+        res = doc["res"]
+        is_guard = any(
+            c.get("code") == "GUARD" for rel in res.get("relationship", []) for c in rel.get("coding", [])
+        )
+        return is_guard and (res.get("patient") or {}).get("reference") == f"Patient/{patient}"
+
+    # ------------------------------------------------------------------ professionals
+    def _professional_filter(self, resource_type: str) -> dict:
+        me = self.user_ref
+        if not me or not me.startswith("Practitioner/"):
+            return NOTHING
+        if resource_type in DIRECTORY_TYPES:
+            return {}
+        if resource_type == "Patient":
+            # demographics (identity check, TD0.2): any open record; documents stay consent-gated
+            return {"_id": {"$nin": [f"Patient/{p}" for p in self._closed_patients()]}}
+        if resource_type == "AuditEvent":
+            return NOTHING
+        if resource_type == "Consent":
+            return {"ix.rf": f"actor|{me}"}  # their own authorisation status, nothing of others
+        if resource_type == "Binary":
+            return self._binary_filter()
+        if resource_type not in PATIENT_COMPARTMENT:
+            return NOTHING
+        patients = self._authorised_patients()
+        parts: list[dict] = [{"comp": {"$in": [f"Patient/{p}" for p in sorted(patients)]}}]
+        if resource_type == "DocumentReference":
+            rule = self.policy.matrix.rule_for(self.principal.professions)
+            keys = [f"type|*|{code}" for code in sorted(rule.types)]
+            parts.append({"ix.tk": {"$nin": keys}} if rule.rule == "all-except" else {"ix.tk": {"$in": keys}})
+            see_masked = set(self._gp_patients())
+            if self.emergency:
+                see_masked |= self._consents()["masked_in_emergency"]
+            parts.append(
+                {
+                    "$or": [
+                        {"ix.tk": {"$nin": [MASQUE_PS]}},
+                        {"ix.rf": f"author|{me}"},
+                        {"comp": {"$in": [f"Patient/{p}" for p in sorted(see_masked)]}},
+                    ]
+                }
+            )
+        return _and(*parts)
+
+    def _authorised_patients(self) -> set[str]:
+        if "authorised" not in self._cache:
+            consents = self._consents()
+            closed = set(self._closed_patients())
+            if self.emergency:
+                purposes = set(self.principal.purpose_of_use) & set(EMERGENCY_PURPOSES)
+                everyone = {d["rid"] for d in self.policy.repository.find_docs({"rt": "Patient", "state": "live"}, {"rid": 1})}
+                objectors = set().union(*[consents["objections"].get(p, set()) for p in purposes])
+                allowed = everyone - objectors
+            else:
+                allowed = consents["permit"] | set(self._gp_patients())
+            self._cache["authorised"] = allowed - consents["blocked"] - closed
+        return self._cache["authorised"]
+
+    def _gp_patients(self) -> list[str]:
+        if "gp" not in self._cache:
+            query = {"rt": "Patient", "state": "live", "ix.rf": f"general-practitioner|{self.user_ref}"}
+            self._cache["gp"] = [d["rid"] for d in self.policy.repository.find_docs(query, {"rid": 1})]
+        return self._cache["gp"]
+
+    def _consents(self) -> dict:
+        """The active Consents that concern this professional, and the patients' emergency objections."""
+        if "consents" in self._cache:
+            return self._cache["consents"]
+        now = self.policy.clock()
+        out = {"permit": set(), "blocked": set(), "objections": {}, "masked_in_emergency": set()}
+        mine = {"rt": "Consent", "state": "live", "ix.tk": "status|*|active", "ix.rf": f"actor|{self.user_ref}"}
+        for doc in self.policy.repository.find_docs(mine, {"res": 1}):
+            provision, patient = _provision(doc["res"])
+            if not patient or not _in_period(provision, now):
+                continue
+            if provision.get("type") == "deny":
+                out["blocked"].add(patient)  # a block wins over everything, emergencies included
+            elif provision.get("type") == "permit":
+                out["permit"].add(patient)
+        if self.emergency:
+            emergency = {
+                "rt": "Consent", "state": "live", "ix.tk": {"$all": ["status|*|active"],
+                "$in": [f"purpose|{ACT_REASON}|{p}" for p in EMERGENCY_PURPOSES]},
+            }
+            for doc in self.policy.repository.find_docs(emergency, {"res": 1}):
+                provision, patient = _provision(doc["res"])
+                if not patient or not _in_period(provision, now):
+                    continue
+                purposes = {c.get("code") for c in provision.get("purpose", [])}
+                labels = {c.get("code") for c in provision.get("securityLabel", [])}
+                if provision.get("type") == "deny" and not provision.get("actor"):
+                    for purpose in purposes & set(EMERGENCY_PURPOSES):
+                        out["objections"].setdefault(purpose, set()).add(patient)
+                if provision.get("type") == "permit" and "MASQUE_PS" in labels:
+                    out["masked_in_emergency"].add(patient)
+        self._cache["consents"] = out
+        return out
+
+    # ------------------------------------------------------------------ shared rules
+    def _closed_patients(self) -> list[str]:
+        if "closed" not in self._cache:
+            query = {"rt": "Patient", "state": "live", "ix.tk": "active|*|false"}
+            self._cache["closed"] = [d["rid"] for d in self.policy.repository.find_docs(query, {"rid": 1})]
+        return self._cache["closed"]
+
+    def _patient_closed(self, patient: str) -> bool:
+        return patient in self._closed_patients()
+
+    def _closed_records_excluded(self, resource_type: str) -> dict:
+        closed = self._closed_patients()
+        if not closed or resource_type not in PATIENT_COMPARTMENT:
+            return {}
+        return {"comp": {"$nin": [f"Patient/{p}" for p in closed]}}
+
+    def _binary_filter(self) -> dict:
+        """A Binary is visible only through a DocumentReference the caller may see that points to it."""
+        if "binaries" not in self._cache:
+            documents = self.read_filter("DocumentReference", "r")
+            ids: set[str] = set()
+            if documents != NOTHING:
+                query = _and({"rt": "DocumentReference", "state": "live"}, documents)
+                for doc in self.policy.repository.find_docs(query, {"res.content": 1}):
+                    for content in (doc.get("res") or {}).get("content", []):
+                        url = (content.get("attachment") or {}).get("url") or ""
+                        if url.startswith("Binary/"):
+                            ids.add(url)
+            self._cache["binaries"] = sorted(ids)
+        return {"_id": {"$in": self._cache["binaries"]}}
+
+    # ------------------------------------------------------------------ writes
+    def check_write(self, interaction: str, resource_type: str, new: dict | None, current_doc: dict | None) -> None:
+        """403 (or 405) unless this caller may make this change. `new` is None for a delete."""
+        self.require(resource_type, interaction)
+        if self.kind == "operator":
+            return
+        letter = INTERACTION_LETTER[interaction]
+        if current_doc is not None and not self.visible(current_doc, "r"):
+            raise FhirError(404, f"{resource_type}/{current_doc['rid']} is not known.", "not-found")
+        if resource_type == "AuditEvent":
+            raise FhirError(405, "Audit events are written by the server only.", "not-supported")
+        patient = _patient_of(self.policy, resource_type, new) if new is not None else None
+        if patient is None and current_doc is not None:
+            patient = _compartment_patient(current_doc)
+        level = self.principal.scopes.context_level(resource_type, letter)
+        if level == "patient" and resource_type in PATIENT_COMPARTMENT:
+            in_context = self.principal.patient or self.own_patient
+            if patient != in_context:
+                raise forbidden("A patient-level token writes only in the record of the patient in context.", "scope")
+        if patient and self._patient_closed(patient) and resource_type != "Patient":
+            raise forbidden("This DMP is closed: no new document or change can be added.", "closed-record")
+        if self.kind == "system":
+            return
+        if self.kind in ("patient", "related-person"):
+            self._check_holder_write(resource_type, new, current_doc, patient)
+        elif self.kind == "practitioner":
+            self._check_professional_write(resource_type, new, current_doc, patient)
+        else:
+            raise forbidden("This caller may not write.", "default-deny")
+
+    def _check_holder_write(self, resource_type, new, current_doc, patient) -> None:
+        own = self.own_patient
+        if resource_type in ("Consent", "DocumentReference", "Binary", "List") and (
+            patient in (own, None) or resource_type == "Binary"
+        ):
+            if resource_type == "DocumentReference" and current_doc is not None:
+                authored = _author_refs(current_doc.get("res") or {})
+                if f"Patient/{own}" not in authored:
+                    if new is None:
+                        raise forbidden("Only the author of a document may delete it.", "author-only-delete")
+                    _only_labels_changed(current_doc["res"], new)
+            return
+        raise forbidden(f"A patient may not write {resource_type} resources here.", "holder-write")
+
+    def _check_professional_write(self, resource_type, new, current_doc, patient) -> None:
+        me = self.user_ref
+        if resource_type == "Consent":
+            raise forbidden("Only the patient manages their authorisations.", "consent-by-patient")
+        if patient:
+            if patient in self._consents()["blocked"]:
+                raise forbidden("The patient has blocked your access to their DMP.", "blocked")
+            self.decisions.append(Decision(True, "treating-professional", "writes allowed unless blocked"))
+        if resource_type == "DocumentReference" and current_doc is not None:
+            if new is None and me not in _author_refs(current_doc.get("res") or {}):
+                raise forbidden("Only the author of a document may delete it.", "author-only-delete")
+            if new is not None:
+                _only_pdsm_mutable_changed(current_doc["res"], new)
+
+
+# ---------------------------------------------------------------------- helpers
+def _provision(consent: dict) -> tuple[dict, str | None]:
+    ref = (consent.get("patient") or {}).get("reference") or ""
+    patient = ref.split("/", 1)[1] if ref.startswith("Patient/") else None
+    return consent.get("provision") or {}, patient
+
+
+def _in_period(provision: dict, now: datetime) -> bool:
+    from fhir_server.search.dates import DateFormatError, date_range
+
+    period = provision.get("period") or {}
+    try:
+        if period.get("start") and date_range(period["start"])[0] > now:
+            return False
+        if period.get("end") and date_range(period["end"])[1] < now:
+            return False
+    except DateFormatError:
+        return False
+    return True
+
+
+def _patient_of(policy: AccessPolicy, resource_type: str, resource: dict) -> str | None:
+    if resource_type == "Patient":
+        return resource.get("id")
+    _, comps, _ = policy.repository.indexer(resource)
+    patients = [c.split("/", 1)[1] for c in comps if c.startswith("Patient/")]
+    return patients[0] if patients else None
+
+
+def _compartment_patient(doc: dict) -> str | None:
+    for comp in doc.get("comp") or []:
+        if comp.startswith("Patient/"):
+            return comp.split("/", 1)[1]
+    return None
+
+
+def _author_refs(resource: dict) -> set[str]:
+    return {a.get("reference") for a in resource.get("author", []) if isinstance(a, dict)}
+
+
+def _strip(resource: dict, keep_out: tuple[str, ...]) -> dict:
+    return {k: v for k, v in resource.items() if k not in keep_out}
+
+
+def _only_pdsm_mutable_changed(before: dict, after: dict) -> None:
+    ignore = ("meta", "status", "securityLabel")
+    b, a = _strip(before, ignore), _strip(after, ignore)
+    b_ext = [e for e in b.pop("extension", []) if e.get("url") != ARCHIVED_EXTENSION]
+    a_ext = [e for e in a.pop("extension", []) if e.get("url") != ARCHIVED_EXTENSION]
+    if b != a or b_ext != a_ext:
+        raise FhirError(
+            405,
+            "After creation a DocumentReference changes only its status, securityLabel and archive flag "
+            "(ANS PDSm); send a replacement document for anything else.",
+            "not-supported",
+        )
+
+
+def _only_labels_changed(before: dict, after: dict) -> None:
+    if _strip(before, ("meta", "securityLabel")) != _strip(after, ("meta", "securityLabel")):
+        raise forbidden(
+            "A document added by a professional can only be masked or unmasked by the patient.", "holder-write"
+        )
+
+
+__all__ = ["AccessPolicy", "RequestAccess", "Decision", "NOTHING", "RESOURCE_TYPES"]

@@ -1,0 +1,160 @@
+"""Writes under the DMP rules, and SMART scopes deciding every answer."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from tests.policy.conftest import document
+
+
+def new_doc(patient, author, rid=None):
+    doc = document(rid or "x", patient, author, "11488-4")
+    doc.pop("id")
+    doc["content"][0]["attachment"].pop("url")
+    return doc
+
+
+def test_no_token_is_401_with_www_authenticate(dmp_app):
+    response = dmp_app.test_client().get("/fhir/Patient")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_bad_token_is_401(dmp_app):
+    response = dmp_app.test_client().get("/fhir/Patient", headers={"Authorization": "Bearer not-a-jwt"})
+    assert response.status_code == 401
+
+
+def test_metadata_needs_no_token(dmp_app):
+    assert dmp_app.test_client().get("/fhir/metadata").status_code == 200
+
+
+def test_missing_scope_is_403(as_actor):
+    client = as_actor("helene", "patient/Patient.rs")
+    response = client.get("/fhir/DocumentReference")
+    assert response.status_code == 403
+    assert "does not grant" in response.json["issue"][0]["diagnostics"]
+    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}).status_code == 403
+
+
+def test_read_only_scope_cannot_write(as_actor):
+    client = as_actor("dr-martin", "user/*.rs")
+    assert client.post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-martin")).status_code == 403
+
+
+def test_patient_scope_is_confined_to_the_patient_in_context_even_through_include(as_actor):
+    client = as_actor("helene")
+    patients = client.get("/fhir/Patient?_count=50").json
+    assert {e["resource"]["id"] for e in patients["entry"]} == {"helene"}
+    assert client.get("/fhir/Patient/zoe").status_code == 404
+    bundle = client.get("/fhir/Consent?_include=Consent:patient").json
+    assert all(e["resource"].get("patient", {}).get("reference", "Patient/helene") == "Patient/helene"
+               for e in bundle["entry"] if e["resource"]["resourceType"] == "Consent")
+    included = {e["resource"]["id"] for e in bundle["entry"] if e["search"]["mode"] == "include"}
+    assert included <= {"helene"}
+
+
+def test_v2_scope_restriction_narrows_by_type(as_actor):
+    client = as_actor("helene", "patient/DocumentReference.rs?type=http://loinc.org|68599-0")
+    bundle = client.get("/fhir/DocumentReference").json
+    assert {e["resource"]["id"] for e in bundle["entry"]} == {"doc-psy"}
+    assert client.get("/fhir/DocumentReference/doc-cr").status_code == 404
+
+
+def test_scopes_only_narrow_the_policy(as_actor):
+    # a system-level scope in a professional's token does not lift the DMP rules
+    client = as_actor("dr-other", "system/*.cruds user/*.cruds")
+    assert client.get("/fhir/DocumentReference/doc-cr").status_code == 404
+
+
+def test_blocked_professional_cannot_add_a_document(as_actor):
+    client = as_actor("dr-blocked")
+    response = client.post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-blocked"))
+    assert response.status_code == 403
+    assert "blocked" in response.json["issue"][0]["diagnostics"]
+
+
+def test_treating_professional_without_authorisation_may_add(as_actor):
+    client = as_actor("dr-other")
+    response = client.post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-other"))
+    assert response.status_code == 201
+    # ...but still cannot read the record
+    assert client.get("/fhir/DocumentReference/doc-cr").status_code == 404
+
+
+def test_no_new_document_in_a_closed_record(as_actor):
+    response = as_actor("vendor", "system/*.cruds").post("/fhir/DocumentReference", json=new_doc("francois", "Practitioner/dr-author"))
+    assert response.status_code == 403
+    assert "closed" in response.json["issue"][0]["diagnostics"]
+
+
+def test_patient_masks_but_cannot_edit_a_professional_document(as_actor):
+    client = as_actor("helene")
+    doc = client.get("/fhir/DocumentReference/doc-cr").json
+    edited = {**doc, "description": "changed by the patient"}
+    assert client.put("/fhir/DocumentReference/doc-cr", json=edited).status_code == 403
+    masked = json.loads(json.dumps(doc))
+    masked["securityLabel"].append({"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument", "code": "MASQUE_PS"}]})
+    assert client.put("/fhir/DocumentReference/doc-cr", json=masked).status_code == 200
+    # the authorised doctor, not the author of a masked document, no longer sees it
+    # (restore afterwards so that other tests of the module keep their world)
+    unmasked = client.get("/fhir/DocumentReference/doc-cr").json
+    unmasked["securityLabel"] = doc["securityLabel"]
+    assert client.put("/fhir/DocumentReference/doc-cr", json=unmasked).status_code == 200
+
+
+def test_only_the_author_deletes(as_actor):
+    author = as_actor("dr-martin")
+    created = author.post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-martin")).json
+    other = as_actor("dr-urgence")
+    assert other.delete(f"/fhir/DocumentReference/{created['id']}").status_code == 403
+    assert author.delete(f"/fhir/DocumentReference/{created['id']}").status_code == 204
+
+
+def test_professional_may_change_only_status_labels_and_archive_flag(as_actor):
+    client = as_actor("dr-martin")
+    created = client.post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-martin")).json
+    patch = [{"op": "add", "path": "/description", "value": "nouveau"}]
+    assert client.patch(f"/fhir/DocumentReference/{created['id']}", patch).status_code == 405
+    patch = [{"op": "replace", "path": "/status", "value": "superseded"}]
+    assert client.patch(f"/fhir/DocumentReference/{created['id']}", patch).status_code == 200
+
+
+def test_only_the_patient_manages_consents(as_actor):
+    consent = as_actor("helene").get("/fhir/Consent/c-nurse").json
+    assert as_actor("dr-martin").put("/fhir/Consent/c-nurse", json=consent).status_code in (403, 404)
+    assert as_actor("helene").put("/fhir/Consent/c-nurse", json=consent).status_code == 200
+
+
+def test_patient_reads_own_access_trail_professionals_do_not(as_actor):
+    assert {e["resource"]["id"] for e in as_actor("helene").get("/fhir/AuditEvent").json["entry"]} == {"audit-helene"}
+    assert as_actor("dr-martin").get("/fhir/AuditEvent").json.get("entry", []) == []
+    assert as_actor("dr-martin").get("/fhir/AuditEvent/audit-helene").status_code == 404
+
+
+def test_audit_events_cannot_be_written_even_with_scopes(as_actor):
+    event = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2024-01-01T00:00:00Z",
+             "agent": [{"requestor": True}], "source": {"observer": {"display": "x"}}}
+    assert as_actor("vendor", "system/*.cruds").post("/fhir/AuditEvent", json=event).status_code == 405
+
+
+def test_type_history_is_for_system_clients(as_actor):
+    assert as_actor("dr-martin").get("/fhir/DocumentReference/_history").status_code == 403
+    assert as_actor("vendor").get("/fhir/DocumentReference/_history").status_code == 200
+
+
+def test_transaction_cannot_write_what_the_policy_refuses(as_actor, dmp_app):
+    binary = {"resourceType": "Binary", "contentType": "text/plain", "data": base64.b64encode(b"x").decode()}
+    bundle = {
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:b", "resource": binary, "request": {"method": "POST", "url": "Binary"}},
+            {"fullUrl": "urn:uuid:d", "resource": new_doc("helene", "Practitioner/dr-blocked"),
+             "request": {"method": "POST", "url": "DocumentReference"}},
+        ],
+    }
+    before = dmp_app.extensions["dmp"].repository.count({"rt": "Binary"})
+    assert as_actor("dr-blocked").post("/fhir", json=bundle).status_code == 403
+    assert dmp_app.extensions["dmp"].repository.count({"rt": "Binary"}) == before
