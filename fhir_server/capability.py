@@ -82,8 +82,34 @@ def capability_statement(base_url: str, settings: Settings) -> dict:
                     },
                 ],
                 "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
+                "security": _security(base_url),
             }
         ],
+    }
+
+
+def _security(base_url: str) -> dict:
+    from fhir_server.auth import smart_urls
+
+    urls = smart_urls(base_url)
+    return {
+        "cors": True,
+        "service": [
+            {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}
+                ],
+                "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)",
+            }
+        ],
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": name, "valueUri": url} for name, url in urls.items() if url],
+            }
+        ],
+        "description": "SMART App Launch 2.x (1.0 scopes understood); every answer is decided by the token's "
+        "scopes and the DMP access policy. Discovery: .well-known/smart-configuration.",
     }
 
 
