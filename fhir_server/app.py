@@ -10,6 +10,7 @@ from flask_smorest import Api
 from fhir_server import __version__
 from fhir_server.api.errors import register_error_handlers
 from fhir_server.api.fhir_rest import blp as fhir_blueprint
+from fhir_server.audit import install as install_audit
 from fhir_server.auth import init_auth
 from fhir_server.config import Settings
 from fhir_server.services import build_services
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = Api(app)
     api.register_blueprint(fhir_blueprint, url_prefix=settings.base_path)
     register_error_handlers(app)
+    install_audit(app, app.extensions["dmp"].audit)
 
     @app.get("/")
     def _root():

@@ -34,6 +34,11 @@ def serve(host: str, port: int, threads: int, demo: bool, demo_patients: int, op
     app = create_app(Settings.from_env(auth_required=not open_mode))
     if demo:
         _load_demo(app, demo_patients)
+        from fhir_server.auth import ensure_demo_accounts
+
+        click.echo("demo accounts (role, login, password, FHIR user):")
+        for row in ensure_demo_accounts(app):
+            click.echo(f"  {row['role']:<15} {row['login']:<26} {row['password']:<24} {row['fhirUser'] or ''}")
     click.echo(f"DMP FHIR server on http://{host}:{port}/fhir  (CapabilityStatement: /fhir/metadata)")
     waitress.serve(app, host=host, port=port, threads=threads, ident="dmp-fhir")
 
@@ -55,6 +60,78 @@ def load(files: tuple[Path, ...], demo_patients: int, seed: int) -> None:
         bundles += generate(demo_patients, seed=seed)
     count = _post_bundles(app, bundles)
     click.echo(f"loaded {count} resources from {len(bundles)} bundles")
+
+
+@main.group(help="OAuth clients of the SMART authorization server.")
+def clients() -> None:
+    pass
+
+
+@clients.command("register", help="Register a client and print it as JSON (the secret is shown only once).")
+@click.option("--name", required=True)
+@click.option("--scope", required=True)
+@click.option("--jwks", "jwks", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--public", is_flag=True)
+@click.option("--secret", is_flag=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True)
+def clients_register(name, scope, jwks, public, secret, redirect_uris) -> None:
+    from fhir_server.app import create_app
+    from fhir_server.auth import register_client
+
+    app = create_app(Settings.from_env())
+    try:
+        out = register_client(app, name, scope, jwks=jwks, public=public, secret=secret, redirect_uris=redirect_uris)
+    except ValueError as exc:  # bad client metadata
+        raise click.UsageError(str(exc)) from exc
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+@main.group(help="The audit trail: verify its hash chains, export it, apply the retention period.")
+def audit() -> None:
+    pass
+
+
+@audit.command("verify", help="Check every hash chain; exit 1 and name the first broken link if any.")
+def audit_verify() -> None:
+    from fhir_server.app import create_app
+
+    app = create_app(Settings.from_env())
+    count, problems = app.extensions["dmp"].audit.verify()
+    for problem in problems:
+        click.echo(f"BROKEN: {problem}")
+    click.echo(f"{count} audit events checked, {len(problems)} problem(s)")
+    if problems:
+        raise SystemExit(1)
+
+
+@audit.command("export", help="Write audit events as NDJSON (one AuditEvent per line) to stdout.")
+@click.option("--since", default=None, help="FHIR date or dateTime, e.g. 2026-01-01")
+def audit_export(since: str | None) -> None:
+    import orjson
+
+    from fhir_server.app import create_app
+    from fhir_server.search.dates import DateFormatError, date_range
+
+    try:
+        lower = date_range(since)[0] if since else None
+    except DateFormatError as exc:
+        raise click.UsageError(str(exc)) from exc
+    app = create_app(Settings.from_env())
+    out = click.get_binary_stream("stdout")
+    for event in app.extensions["dmp"].audit.iter_events(lower):
+        out.write(orjson.dumps(event) + b"\n")
+
+
+@audit.command("purge", help="Apply the retention period (DMP_AUDIT_RETENTION_DAYS, default 10 years).")
+def audit_purge() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from fhir_server.app import create_app
+
+    settings = Settings.from_env()
+    app = create_app(settings)
+    before = datetime.now(timezone.utc) - timedelta(days=settings.audit_retention_days)
+    click.echo(f"{app.extensions['dmp'].audit.purge(before)} audit events older than {before:%Y-%m-%d} removed")
 
 
 def _post_bundles(app, bundles: list[dict]) -> int:

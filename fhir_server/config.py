@@ -30,6 +30,9 @@ class Settings:
     # False only for local exploration and the tests of the REST/search layers: every request then
     # acts as the operator. Production and `dmp-fhir serve` without --open require SMART tokens.
     auth_required: bool = True
+    # Only for measuring the audit overhead (scripts/bench_crud.py): production always audits.
+    audit_enabled: bool = True
+    audit_retention_days: int = 3650
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -41,6 +44,8 @@ class Settings:
             max_body_bytes=_int_env("DMP_MAX_BODY_BYTES", 20 * 1024 * 1024),
             max_page_size=_int_env("DMP_MAX_PAGE_SIZE", 1000),
             default_page_size=_int_env("DMP_DEFAULT_PAGE_SIZE", 50),
+            audit_enabled=os.environ.get("DMP_AUDIT_DISABLED_FOR_BENCHMARK") != "1",
+            audit_retention_days=_int_env("DMP_AUDIT_RETENTION_DAYS", 3650),
         )
         values.update(overrides)
         return cls(**values)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pymongo.database import Database
 
+from fhir_server.audit import AuditTrail
 from fhir_server.config import Settings
 from fhir_server.interactions.bundles import BundleInteractions
 from fhir_server.interactions.resources import ResourceInteractions
@@ -30,6 +31,7 @@ class Services:
     searches: SearchInteractions
     bundles: BundleInteractions
     policy: AccessPolicy
+    audit: AuditTrail
 
 
 def build_services(db: Database, settings: Settings) -> Services:
@@ -49,4 +51,5 @@ def build_services(db: Database, settings: Settings) -> Services:
     searches = SearchInteractions(repository, engine)
     bundles = BundleInteractions(repository, resources, searches)
     policy = AccessPolicy(repository, engine, AuthorisationMatrix.load())
-    return Services(settings, registry, repository, engine, resources, searches, bundles, policy)
+    audit = AuditTrail(repository, enabled=settings.audit_enabled)
+    return Services(settings, registry, repository, engine, resources, searches, bundles, policy, audit)

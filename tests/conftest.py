@@ -47,9 +47,16 @@ def mongo_uri():
 
 
 @pytest.fixture(scope="session")
-def app(mongo_uri):
+def open_app(mongo_uri):
+    """The app in open mode (every request acts as the operator): for the REST and search layers.
+    The access policy and SMART are tested with tokens in tests/policy, tests/audit and tests/auth."""
     settings = Settings(mongodb_uri=mongo_uri, database=f"dmp_test_{uuid.uuid4().hex[:8]}", testing=True, auth_required=False)
     return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def app(open_app):
+    return open_app
 
 
 @pytest.fixture()
@@ -65,7 +72,7 @@ def _clean_database(request):
         return
     app = request.getfixturevalue("app")
     db = app.extensions["dmp"].repository.db
-    for name in ("resources", "history", "transactions", "blobs.files", "blobs.chunks"):
+    for name in ("resources", "audit_events", "history", "transactions", "blobs.files", "blobs.chunks"):
         db[name].delete_many({})
     yield
 
@@ -108,20 +115,25 @@ def client(app):
     return FhirClient(app.test_client())
 
 
-@pytest.fixture(scope="session")
-def live_server(app):
-    """The app served over real HTTP by waitress on a free loopback port."""
+def serve_over_http(application):
+    """Serve an app with waitress on a free loopback port; yields its FHIR base URL."""
     from waitress.server import create_server
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    server = create_server(app, host="127.0.0.1", port=port, threads=8)
+    server = create_server(application, host="127.0.0.1", port=port, threads=8)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{port}/fhir"
     server.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(open_app):
+    """The open-mode app served over real HTTP."""
+    yield from serve_over_http(open_app)
 
 
 # ------------------------------------------------------------------ realistic French fixtures

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from flask_smorest import Blueprint
 
 from fhir_server.api.negotiation import (
@@ -51,18 +51,26 @@ def context() -> RequestContext:
         prefer_return=ret,
         prefer_handling="strict" if handling == "strict" else "lenient",
         headers={k.lower(): v for k, v in request.headers.items()},
-        access=services().policy.for_principal(caller()),
+        access=_access(),
     )
+
+
+def _access():
+    access = services().policy.for_principal(caller())
+    g.dmp_access = access  # the audit hook reports the rules that decided
+    return access
 
 
 def caller():
     """Who is asking: the verified SMART token's principal (401 without one), or the operator in open mode."""
     if not current_app.config["DMP_SETTINGS"].auth_required:
+        g.dmp_open_principal = OPEN_MODE_PRINCIPAL
         return OPEN_MODE_PRINCIPAL
     return current_principal()
 
 
 def respond(result: Result) -> Response:
+    g.dmp_result = result  # what the audit hook names in the AuditEvent
     return fhir_response(result, pretty=request.args.get("_pretty") == "true")
 
 
@@ -88,18 +96,27 @@ def _negotiate():
     return None
 
 
-@blp.route("/metadata", methods=["GET"])
+@blp.route("/metadata", methods=["GET", "OPTIONS"])
 def metadata():
-    """CapabilityStatement."""
+    """CapabilityStatement (public, with CORS for browser apps)."""
     from fhir_server.capability import capability_statement
 
-    return respond(Result(200, capability_statement(base_url(), current_app.config["DMP_SETTINGS"])))
+    if request.method == "OPTIONS":
+        response = Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Accept"
+    else:
+        response = respond(Result(200, capability_statement(base_url(), current_app.config["DMP_SETTINGS"])))
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 @blp.route("", methods=["POST"], strict_slashes=False)
 def batch_or_transaction():
     """batch / transaction Bundle."""
-    return respond(services().bundles.process(context(), request_json(request)))
+    bundle = request_json(request)
+    g.dmp_request_bundle = bundle if isinstance(bundle, dict) else None
+    return respond(services().bundles.process(context(), bundle))
 
 
 @blp.route("/_history", methods=["GET"])

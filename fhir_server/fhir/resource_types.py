@@ -20,7 +20,7 @@ FULL_CRUD = (
     "create",
     "search-type",
 )
-READ_ONLY = ("read", "vread", "history-instance", "history-type", "search-type")
+READ_ONLY = ("read", "vread", "history-instance", "search-type")
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,11 @@ class RequestAccess:
     _filters: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict)
 
+    def _deny(self, message: str, rule: str) -> FhirError:
+        """A 403 whose rule is remembered for the audit trail."""
+        self.decisions.append(Decision(False, rule, message))
+        return forbidden(message, rule)
+
     # ------------------------------------------------------------------ who
     @property
     def kind(self) -> str:
@@ -128,13 +133,12 @@ class RequestAccess:
         if self.kind == "operator":
             return
         if not self.principal.scopes.allows(resource_type, letter):
-            self.decisions.append(Decision(False, "scope", f"no scope grants {letter} on {resource_type}"))
-            raise forbidden(
+            raise self._deny(
                 f"The access token does not grant '{letter}' on {resource_type} (scopes: {self.principal.scopes}).",
                 "scope",
             )
         if interaction in ("history-type", "history-system") and self.kind not in ("system", "operator"):
-            raise forbidden("Type and system history are for system clients only.", "history")
+            raise self._deny("Type and system history are for system clients only.", "history")
 
     def _scope_filter(self, resource_type: str, letter: str) -> dict:
         scopes = self.principal.scopes
@@ -204,6 +208,8 @@ class RequestAccess:
         if resource_type not in PATIENT_COMPARTMENT:
             return NOTHING
         parts: list[dict] = [{"comp": f"Patient/{patient}"}]
+        if resource_type == "AuditEvent":
+            parts.append({"ix.tk": "type|*|rest"})  # who accessed the record, not security internals
         if resource_type == "DocumentReference":
             lapse = self.policy.clock() - INVISIBLE_PATIENT_DELAY
             parts.append({"$or": [{"ix.tk": {"$nin": [INVISIBLE_PATIENT]}}, {"cts": {"$lt": lapse}}]})
@@ -368,9 +374,9 @@ class RequestAccess:
         if level == "patient" and resource_type in PATIENT_COMPARTMENT:
             in_context = self.principal.patient or self.own_patient
             if patient != in_context:
-                raise forbidden("A patient-level token writes only in the record of the patient in context.", "scope")
+                raise self._deny("A patient-level token writes only in the record of the patient in context.", "scope")
         if patient and self._patient_closed(patient) and resource_type != "Patient":
-            raise forbidden("This DMP is closed: no new document or change can be added.", "closed-record")
+            raise self._deny("This DMP is closed: no new document or change can be added.", "closed-record")
         if self.kind == "system":
             return
         if self.kind in ("patient", "related-person"):
@@ -378,7 +384,7 @@ class RequestAccess:
         elif self.kind == "practitioner":
             self._check_professional_write(resource_type, new, current_doc, patient)
         else:
-            raise forbidden("This caller may not write.", "default-deny")
+            raise self._deny("This caller may not write.", "default-deny")
 
     def _check_holder_write(self, resource_type, new, current_doc, patient) -> None:
         own = self.own_patient
@@ -389,22 +395,22 @@ class RequestAccess:
                 authored = _author_refs(current_doc.get("res") or {})
                 if f"Patient/{own}" not in authored:
                     if new is None:
-                        raise forbidden("Only the author of a document may delete it.", "author-only-delete")
+                        raise self._deny("Only the author of a document may delete it.", "author-only-delete")
                     _only_labels_changed(current_doc["res"], new)
             return
-        raise forbidden(f"A patient may not write {resource_type} resources here.", "holder-write")
+        raise self._deny(f"A patient may not write {resource_type} resources here.", "holder-write")
 
     def _check_professional_write(self, resource_type, new, current_doc, patient) -> None:
         me = self.user_ref
         if resource_type == "Consent":
-            raise forbidden("Only the patient manages their authorisations.", "consent-by-patient")
+            raise self._deny("Only the patient manages their authorisations.", "consent-by-patient")
         if patient:
             if patient in self._consents()["blocked"]:
-                raise forbidden("The patient has blocked your access to their DMP.", "blocked")
+                raise self._deny("The patient has blocked your access to their DMP.", "blocked")
             self.decisions.append(Decision(True, "treating-professional", "writes allowed unless blocked"))
         if resource_type == "DocumentReference" and current_doc is not None:
             if new is None and me not in _author_refs(current_doc.get("res") or {}):
-                raise forbidden("Only the author of a document may delete it.", "author-only-delete")
+                raise self._deny("Only the author of a document may delete it.", "author-only-delete")
             if new is not None:
                 _only_pdsm_mutable_changed(current_doc["res"], new)
 

@@ -178,9 +178,15 @@ class SearchEngine:
         """The MongoDB filter of a search; the caller's access filter is part of it, so nothing
         hidden is ever matched, counted, sorted or paged over."""
         query: dict[str, Any] = {"state": "live"}
-        types = [request.resource_type] if request.resource_type else [
-            t for t in RESOURCE_TYPES if not request.types or t in request.types
-        ]
+        if request.resource_type:
+            types = [request.resource_type]
+        elif request.types:
+            types = [t for t in RESOURCE_TYPES if t in request.types]
+            if "AuditEvent" in types and len(types) > 1:
+                raise bad_request("AuditEvent is searched on its own (_type=AuditEvent or /AuditEvent).", ["_type"])
+        else:
+            # system searches, compartment '*' and $everything cover clinical data, not the audit trail
+            types = [t for t in RESOURCE_TYPES if t != "AuditEvent"]
         clauses = []
         if access is not None:
             allowed = [(t, access.read_filter(t, "s")) for t in types]

@@ -39,8 +39,8 @@ SEARCH_INDEXES = [
 ]
 
 
-class StoredResource(Document):
-    """The current state of one resource."""
+class _CurrentState(Document):
+    """The current state of one resource (fields shared by `resources` and `audit_events`)."""
 
     id = StringField(primary_key=True)  # "Patient/123"
     rt = StringField(required=True)
@@ -57,16 +57,27 @@ class StoredResource(Document):
     txn = StringField()  # lock held by a transaction
     txn_at = DateTimeField()
 
-    meta = {
-        "collection": "resources",
-        "auto_create_index": False,
-        "indexes": [
-            {"fields": ["rt", "state", "ts", "id"], "name": "type_lastupdated"},
-            {"fields": ["comp", "rt"], "name": "compartment"},
-            {"fields": ["txn"], "name": "transaction_lock", "sparse": True},
-            *SEARCH_INDEXES,
-        ],
-    }
+    meta = {"abstract": True}
+
+
+CURRENT_STATE_INDEXES = [
+    {"fields": ["rt", "state", "ts", "id"], "name": "type_lastupdated"},
+    {"fields": ["comp", "rt"], "name": "compartment"},
+    {"fields": ["txn"], "name": "transaction_lock", "sparse": True},
+    *SEARCH_INDEXES,
+]
+
+
+class StoredResource(_CurrentState):
+    """Current versions of clinical and directory resources."""
+
+    meta = {"collection": "resources", "auto_create_index": False, "indexes": CURRENT_STATE_INDEXES}
+
+
+class AuditRecord(_CurrentState):
+    """AuditEvents: same shape and indexes as `resources`, in a collection of their own."""
+
+    meta = {"collection": "audit_events", "auto_create_index": False, "indexes": CURRENT_STATE_INDEXES}
 
 
 class ResourceVersion(Document):
@@ -105,7 +116,7 @@ class TransactionJournal(Document):
     meta = {"collection": "transactions", "auto_create_index": False, "indexes": ["created"]}
 
 
-ALL_DOCUMENTS = (StoredResource, ResourceVersion, TransactionJournal)
+ALL_DOCUMENTS = (StoredResource, AuditRecord, ResourceVersion, TransactionJournal)
 
 
 def collection(db: Database, model: type[Document]) -> Collection:
@@ -124,8 +135,10 @@ def ensure_indexes(db: Database, date_codes: list[str] = (), sort_codes: list[st
         for spec in model._meta["index_specs"]:
             options = {k: v for k, v in spec.items() if k != "fields"}
             coll.create_index(spec["fields"], **options)
-    resources = collection(db, StoredResource)
-    for code in sorted(set(date_codes)):
-        resources.create_index([("rt", 1), (f"ix.dt.{code}.lo", 1), (f"ix.dt.{code}.hi", 1)], name=f"search_date_{code}")
-    for code in sorted(set(sort_codes)):
-        resources.create_index([("rt", 1), (f"sk.{code}", 1), ("_id", 1)], name=f"sort_{code}")
+    for resources in (collection(db, StoredResource), collection(db, AuditRecord)):
+        for code in sorted(set(date_codes)):
+            resources.create_index(
+                [("rt", 1), (f"ix.dt.{code}.lo", 1), (f"ix.dt.{code}.hi", 1)], name=f"search_date_{code}"
+            )
+        for code in sorted(set(sort_codes)):
+            resources.create_index([("rt", 1), (f"sk.{code}", 1), ("_id", 1)], name=f"sort_{code}")

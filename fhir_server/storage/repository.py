@@ -29,7 +29,15 @@ from pymongo.errors import DuplicateKeyError
 
 from fhir_server.fhir.errors import conflict, gone, not_found, precondition_failed
 from fhir_server.storage.binaries import BinaryStore
-from fhir_server.storage.documents import ResourceVersion, StoredResource, TransactionJournal, collection
+from fhir_server.storage.documents import (
+    AuditRecord,
+    ResourceVersion,
+    StoredResource,
+    TransactionJournal,
+    collection,
+)
+
+SEPARATE_TYPES = {"AuditEvent"}
 
 Indexer = Callable[[dict], tuple[dict, list[str], dict]]
 MAX_WRITE_ATTEMPTS = 20
@@ -103,6 +111,9 @@ class Repository:
     ):
         self.db = db
         self.resources = collection(db, StoredResource)
+        # Audit events live apart: append-only, their own retention and growth, and they never
+        # slow down the searches of clinical data.
+        self.audit = collection(db, AuditRecord)
         self.history_coll = collection(db, ResourceVersion)
         self.journal = collection(db, TransactionJournal)
         self.indexer = indexer
@@ -113,10 +124,29 @@ class Repository:
         # Test hook: called with a step name during commit; raising there simulates a crash.
         self.fault_point: Callable[[str], None] = lambda step: None
 
+    def coll(self, rt: str):
+        """The collection holding resources of this type."""
+        return self.audit if rt in SEPARATE_TYPES else self.resources
+
+    def coll_for_query(self, query: dict):
+        """The collection a query is about: AuditEvent queries name their type at the top level."""
+        rt = query.get("rt")
+        if isinstance(rt, str):
+            return self.coll(rt)
+        if isinstance(rt, dict) and set(rt.get("$in", ())) <= SEPARATE_TYPES and rt.get("$in"):
+            return self.audit
+        ids = query.get("_id", {}).get("$in") if isinstance(query.get("_id"), dict) else None
+        if ids and all(str(i).split("/")[0] in SEPARATE_TYPES for i in ids):
+            return self.audit
+        for part in query.get("$and", ()):
+            if isinstance(part, dict) and ("rt" in part or "_id" in part):
+                return self.coll_for_query(part)
+        return self.resources
+
     # ------------------------------------------------------------------ reads
     def current_doc(self, rt: str, rid: str, with_index: bool = False) -> dict | None:
         """The stored document of the current version (with its index keys for policy checks)."""
-        return self.resources.find_one({"_id": f"{rt}/{rid}"}, None if with_index else {"ix": 0, "sk": 0})
+        return self.coll(rt).find_one({"_id": f"{rt}/{rid}"}, None if with_index else {"ix": 0, "sk": 0})
 
     def read(self, rt: str, rid: str) -> Version:
         doc = self.current_doc(rt, rid)
@@ -130,6 +160,8 @@ class Repository:
     def vread(self, rt: str, rid: str, vid: int) -> Version:
         current = self.current_doc(rt, rid)
         rec = self.history_coll.find_one({"_id": f"{rt}/{rid}/{vid}"})
+        if rec is None and current is not None and current["vid"] == vid and current["state"] == "live":
+            return self._version_from_current(current)  # immutable resources keep no history record
         if rec is None or current is None or current["state"] == "pending" or vid > current["vid"]:
             raise not_found(f"{rt}/{rid} has no version {vid}.")
         version = self._version_from_history(rec)
@@ -144,7 +176,7 @@ class Repository:
         limit: int = 0,
         projection: dict | None = None,
     ) -> Iterator[Version]:
-        cursor = self.resources.find(query, projection or {"ix": 0, "sk": 0})
+        cursor = self.coll_for_query(query).find(query, projection or {"ix": 0, "sk": 0})
         if sort:
             cursor = cursor.sort(sort)
         if limit:
@@ -153,7 +185,7 @@ class Repository:
             yield self._version_from_current(doc)
 
     def find_docs(self, query: dict, projection: dict | None = None, sort=None, limit: int = 0) -> Iterator[dict]:
-        cursor = self.resources.find(query, projection)
+        cursor = self.coll_for_query(query).find(query, projection)
         if sort:
             cursor = cursor.sort(sort)
         if limit:
@@ -161,14 +193,17 @@ class Repository:
         return iter(cursor)
 
     def count(self, query: dict) -> int:
-        return self.resources.count_documents(query)
+        return self.coll_for_query(query).count_documents(query)
 
     def instance_history(self, rt: str, rid: str) -> list[Version]:
         current = self.current_doc(rt, rid)
         if current is None or current["state"] == "pending":
             raise not_found(f"{rt}/{rid} is not known.")
         recs = self.history_coll.find({"key": f"{rt}/{rid}", "vid": {"$lte": current["vid"]}}).sort("vid", -1)
-        return [self._version_from_history(r) for r in recs]
+        versions = [self._version_from_history(r) for r in recs]
+        if not versions and current["state"] == "live":
+            versions = [self._version_from_current(current)]  # immutable resources keep no history record
+        return versions
 
     def history(self, query: dict, limit: int) -> list[Version]:
         """Type or system history, newest first; `query` filters the history collection."""
@@ -181,6 +216,15 @@ class Repository:
     def raw_binary(self, version: Version) -> bytes:
         stored = self.history_coll.find_one({"_id": f"{version.key}/{version.vid}"}, {"res": 1})
         return self.binaries.raw_bytes(stored["res"] if stored else version.resource or {})
+
+    def append_immutable(self, rt: str, rid: str, resource: dict) -> Version:
+        """Store a resource that is never updated (AuditEvent): one insert, no history record
+        (its only version is the current one, which vread and _history fall back to)."""
+        ts = self.clock()
+        stored = self._stored_resource(rt, rid, resource, 1, ts)
+        fields = self._current_fields(rt, rid, 1, ts, stored, "live", rid)
+        self.coll(rt).insert_one({"_id": f"{rt}/{rid}", **fields, "cts": ts})
+        return Version(rt, rid, 1, ts, False, stored, "POST")
 
     # ------------------------------------------------------------------ single writes
     def create(self, resource: dict, rid: str | None = None, method: str = "POST") -> Version:
@@ -215,8 +259,9 @@ class Repository:
         must_be_new: bool = False,
     ) -> tuple[Version, bool]:
         key = f"{rt}/{rid}"
+        coll = self.coll(rt)
         for _ in range(MAX_WRITE_ATTEMPTS):
-            doc = self.resources.find_one({"_id": key}, {"vid": 1, "state": 1, "txn": 1, "txn_at": 1})
+            doc = coll.find_one({"_id": key}, {"vid": 1, "state": 1, "txn": 1, "txn_at": 1})
             if doc is not None and doc.get("txn"):
                 self._wait_or_break_lock(doc)
                 continue
@@ -251,7 +296,7 @@ class Repository:
             new_fields = self._current_fields(rt, rid, vid, ts, stored, state, wid)
             if previous_vid == 0 and doc is None:
                 try:
-                    self.resources.insert_one({"_id": key, **new_fields, "cts": ts})
+                    coll.insert_one({"_id": key, **new_fields, "cts": ts})
                 except DuplicateKeyError:
                     self.history_coll.delete_one({"_id": f"{key}/{vid}", "wid": wid})
                     if must_be_new:
@@ -261,9 +306,9 @@ class Repository:
                 filt: dict[str, Any] = {"_id": key, "vid": doc["vid"], "txn": None}
                 if doc["state"] == "pending":
                     filt["state"] = "pending"
-                result = self.resources.update_one(filt, {"$set": new_fields, "$unset": {"txn_at": ""}})
+                result = coll.update_one(filt, {"$set": new_fields, "$unset": {"txn_at": ""}})
                 if result.matched_count == 0:
-                    now = self.resources.find_one({"_id": key}, {"vid": 1, "wid": 1})
+                    now = coll.find_one({"_id": key}, {"vid": 1, "wid": 1})
                     if not (now and now["vid"] == vid and now.get("wid") == wid):
                         self.history_coll.delete_one({"_id": f"{key}/{vid}", "wid": wid})
                         if if_match is not None:
@@ -280,12 +325,13 @@ class Repository:
         fields = self._current_fields(
             rt, rid, vid, as_utc(rec["ts"]), rec.get("res"), "deleted" if rec.get("deleted") else "live", rec["wid"]
         )
-        self.resources.update_one(
+        coll = self.coll(rt)
+        coll.update_one(
             {"_id": f"{rt}/{rid}", "vid": vid - 1, "txn": None}, {"$set": fields}, upsert=False
         )
         if vid == 1:
             try:
-                self.resources.insert_one({"_id": f"{rt}/{rid}", **fields, "cts": fields["ts"]})
+                coll.insert_one({"_id": f"{rt}/{rid}", **fields, "cts": fields["ts"]})
             except DuplicateKeyError:
                 pass
 
@@ -333,8 +379,9 @@ class Repository:
 
     def _lock(self, op: WriteOp, txid: str) -> None:
         key = f"{op.rt}/{op.rid}"
+        coll = self.coll(op.rt)
         for _ in range(MAX_WRITE_ATTEMPTS):
-            doc = self.resources.find_one({"_id": key}, {"vid": 1, "state": 1, "txn": 1, "txn_at": 1})
+            doc = coll.find_one({"_id": key}, {"vid": 1, "state": 1, "txn": 1, "txn_at": 1})
             if doc is not None and doc.get("txn"):
                 if doc["txn"] == txid:
                     raise conflict(f"{key} is written twice in one transaction.")
@@ -350,7 +397,7 @@ class Repository:
             now = self.clock()
             if doc is None:
                 try:
-                    self.resources.insert_one(
+                    coll.insert_one(
                         {
                             "_id": key, "rt": op.rt, "rid": op.rid, "vid": 0, "ts": now, "state": "pending",
                             "res": None, "ix": {}, "comp": [], "sk": {}, "txn": txid, "txn_at": now,
@@ -360,7 +407,7 @@ class Repository:
                     continue
                 op.vid, op.created, op.previous_state = 1, True, "pending"
                 return
-            res = self.resources.update_one(
+            res = coll.update_one(
                 {"_id": key, "vid": doc["vid"], "txn": None}, {"$set": {"txn": txid, "txn_at": now}}
             )
             if res.matched_count:
@@ -388,15 +435,16 @@ class Repository:
             del fields["txn"]  # released by the $unset below
             if op["vid"] == 1:
                 fields["cts"] = op["ts"]
-            self.resources.update_one(
+            self.coll(rt).update_one(
                 {"_id": f"{rt}/{rid}", "txn": txid}, {"$set": fields, "$unset": {"txn": "", "txn_at": ""}}
             )
             self.fault_point("applied-one")
         self.journal.delete_one({"_id": txid})
 
     def _release(self, txid: str) -> None:
-        self.resources.delete_many({"txn": txid, "state": "pending"})
-        self.resources.update_many({"txn": txid}, {"$unset": {"txn": "", "txn_at": ""}})
+        for coll in (self.resources, self.audit):
+            coll.delete_many({"txn": txid, "state": "pending"})
+            coll.update_many({"txn": txid}, {"$unset": {"txn": "", "txn_at": ""}})
 
     def recover(self) -> dict:
         """Finish committed transactions and release locks of dead ones. Safe to run any time."""
@@ -406,7 +454,11 @@ class Repository:
             self._apply_journal(journal["_id"], ops)
             rolled_forward += 1
         cutoff = self.clock() - self.lock_timeout
-        stale = {d["txn"] for d in self.resources.find({"txn": {"$ne": None}, "txn_at": {"$lt": cutoff}}, {"txn": 1})}
+        stale = {
+            d["txn"]
+            for coll in (self.resources, self.audit)
+            for d in coll.find({"txn": {"$ne": None}, "txn_at": {"$lt": cutoff}}, {"txn": 1})
+        }
         for txid in stale:
             if self.journal.find_one({"_id": txid}) is None:
                 self._release(txid)

@@ -129,7 +129,18 @@ def test_only_the_patient_manages_consents(as_actor):
 
 
 def test_patient_reads_own_access_trail_professionals_do_not(as_actor):
-    assert {e["resource"]["id"] for e in as_actor("helene").get("/fhir/AuditEvent").json["entry"]} == {"audit-helene"}
+    as_actor("dr-martin").get("/fhir/DocumentReference/doc-psy")  # the GP opens a document: traced
+    events = [e["resource"] for e in as_actor("helene").get("/fhir/AuditEvent?_count=500").json["entry"]]
+    assert "audit-helene" in {e["id"] for e in events}
+    for event in events:  # only events about her record, and no security internals
+        refs = {x.get("what", {}).get("reference") for x in event.get("entity", [])}
+        refs |= {a.get("who", {}).get("reference") for a in event["agent"]}
+        assert "Patient/helene" in refs and event["type"]["code"] == "rest"
+    assert any(
+        a.get("who", {}).get("reference") == "Practitioner/dr-martin"
+        and any(x.get("what", {}).get("reference") == "DocumentReference/doc-psy" for x in e.get("entity", []))
+        for e in events for a in e["agent"]
+    )
     assert as_actor("dr-martin").get("/fhir/AuditEvent").json.get("entry", []) == []
     assert as_actor("dr-martin").get("/fhir/AuditEvent/audit-helene").status_code == 404
 

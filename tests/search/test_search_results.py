@@ -127,13 +127,13 @@ def test_compartment_search(search):
     typed = search.get("/fhir/Patient/pat-helene/DocumentReference?type=11502-2").json
     assert ids(typed) == ["doc-bio"]
     everything_of_type = search.get("/fhir/Patient/pat-helene/*").json
-    assert sorted(ids(everything_of_type)) == ["audit-1", "cons-1", "doc-bio", "doc-cr", "pat-helene", "ss-1"]
+    assert sorted(ids(everything_of_type)) == ["cons-1", "doc-bio", "doc-cr", "pat-helene", "ss-1"]
     assert search.get("/fhir/Patient/unknown/DocumentReference").status_code == 404
 
 
 def test_patient_everything(search):
     bundle = search.get("/fhir/Patient/pat-helene/$everything").json
-    assert sorted(ids(bundle)) == ["audit-1", "cons-1", "doc-bio", "doc-cr", "pat-helene", "ss-1"]
+    assert sorted(ids(bundle)) == ["cons-1", "doc-bio", "doc-cr", "pat-helene", "ss-1"]
     included = set(ids(bundle, "include"))
     assert {"dr-martin", "dr-durand"} <= included
     assert "pat-francois" not in included and "doc-img" not in ids(bundle)
