@@ -18,7 +18,7 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
-from fhir_server.fhir.nir import make_nir
+from fhir_server.fhir.nir import ins_identifier, make_nir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,18 +146,7 @@ def make_patient(family="Lefèvre", given="Hélène", sex=2, year=80, month=1, d
     nir = make_nir(sex, year, month, dept, "056", rank)
     patient = {
         "resourceType": "Patient",
-        "identifier": [
-            {
-                "use": "official",
-                "type": {
-                    "coding": [
-                        {"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203", "code": "INS-NIR"}
-                    ]
-                },
-                "system": INS_NIR,
-                "value": nir,
-            }
-        ],
+        "identifier": [ins_identifier(nir)],
         "name": [{"use": "official", "family": family, "given": [given]}],
         "gender": "female" if sex == 2 else "male",
         "birthDate": f"19{year:02d}-{month:02d}-15",

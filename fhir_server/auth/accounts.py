@@ -21,6 +21,7 @@ import uuid
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from fhir_server.fhir.nir import ins_identifier as _ins_identifier
 from fhir_server.auth.principal import TRE_G15, TRE_R38
 from fhir_server.auth.store import AuthStore, utcnow
 
@@ -162,17 +163,6 @@ DEMO_PASSWORDS = {
 }
 
 
-def _ins_identifier(nir: str) -> dict:
-    return {
-        "use": "official",
-        "type": {
-            "coding": [
-                {"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203", "code": "INS-NIR"}
-            ]
-        },
-        "system": INS_NIR,
-        "value": nir,
-    }
 
 
 def ensure_demo_accounts(app) -> list[dict]:

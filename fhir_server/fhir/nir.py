@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["is_valid_nir", "make_nir", "nir_key", "normalize_nir"]
+__all__ = ["ins_identifier", "is_valid_nir", "make_nir", "nir_key", "normalize_nir"]
 
 # Month 01-12, as the CNAM library checks. Real registers also hold "pseudo-months" (20-42,
 # 50-99) for people whose birth record has no month; sources disagree on the exact ranges, so they
@@ -141,3 +141,17 @@ def make_nir(
         raise ValueError(f"rank must be 1..999, got {rank!r}")
     nir13 = f"{sex_s}{year_i:02d}{month_i:02d}{dept_s}{commune_i:03d}{rank_i:03d}"
     return f"{nir13}{nir_key(nir13):02d}"
+
+
+INS_NIR_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
+FR_CORE_V2_0203 = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
+
+
+def ins_identifier(nir: str, system: str = INS_NIR_SYSTEM) -> dict:
+    """The FR Core INS-NIR Patient.identifier for a NIR (use official, type INS-NIR)."""
+    return {
+        "use": "official",
+        "type": {"coding": [{"system": FR_CORE_V2_0203, "code": "INS-NIR"}]},
+        "system": system,
+        "value": nir,
+    }

@@ -169,3 +169,44 @@ def test_export_as_ndjson(dmp_app, mongo_uri):
     assert result.exit_code == 0
     lines = [json.loads(line) for line in result.output.splitlines() if line.strip()]
     assert lines and all(e["resourceType"] == "AuditEvent" for e in lines)
+
+
+WRITERS = {
+    "helene": ("Patient/helene", "patient/*.cruds"),
+    "dr-martin": ("Practitioner/dr-martin", "user/*.cruds"),
+    "vendor": ("Practitioner/dr-author", "system/*.cruds"),
+}
+
+
+@pytest.mark.parametrize("actor", sorted(WRITERS))
+def test_each_interaction_produces_its_event(dmp_app, as_actor, actor):
+    author, scopes = WRITERS[actor]
+    client = as_actor(actor, scopes)
+    doc = {
+        "resourceType": "DocumentReference", "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "60591-5"}]},
+        "subject": {"reference": "Patient/helene"}, "author": [{"reference": author}],
+        "content": [{"attachment": {"contentType": "text/plain", "title": "Synthèse"}}],
+    }
+    steps = []
+
+    def step(name, response, action, interaction, outcome="0"):
+        event = last_event(dmp_app)
+        steps.append(name)
+        assert event["subtype"][0]["code"] == interaction, (name, event["subtype"])
+        assert event["action"] == action and event["outcome"] == outcome, (name, event["action"], event["outcome"])
+        assert next(a for a in event["agent"] if not a.get("requestor"))["who"]["identifier"]["value"] == f"client-{actor}"
+        return response
+
+    created = step("create", client.post("/fhir/DocumentReference", json=doc), "C", "create").json
+    ref = f"DocumentReference/{created['id']}"
+    assert ref in entity_refs(last_event(dmp_app)) and "Patient/helene" in entity_refs(last_event(dmp_app))
+    step("read", client.get(f"/fhir/{ref}"), "R", "read")
+    step("vread", client.get(f"/fhir/{ref}/_history/1"), "R", "vread")
+    step("history", client.get(f"/fhir/{ref}/_history"), "R", "history-instance")
+    step("search", client.get("/fhir/DocumentReference?patient=helene"), "E", "search-type")
+    step("everything", client.get("/fhir/Patient/helene/$everything"), "E", "operation")
+    if actor != "helene":  # a patient masks, but does not change the status of, a document
+        step("patch", client.patch(f"/fhir/{ref}", [{"op": "replace", "path": "/status", "value": "superseded"}]), "U", "patch")
+    step("delete", client.delete(f"/fhir/{ref}"), "D", "delete")
+    step("read-gone", client.get(f"/fhir/{ref}"), "R", "read", outcome="4")
