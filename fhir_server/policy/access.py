@@ -286,51 +286,63 @@ class RequestAccess:
         return self._cache["authorised"]
 
     def _gp_patients(self) -> list[str]:
-        if "gp" not in self._cache:
-            query = {"rt": "Patient", "state": "live", "ix.rf": f"general-practitioner|{self.user_ref}"}
-            self._cache["gp"] = [d["rid"] for d in self.policy.repository.find_docs(query, {"rid": 1})]
-        return self._cache["gp"]
+        return self._facts()["gp"]
 
     def _consents(self) -> dict:
         """The active Consents that concern this professional, and the patients' emergency objections."""
-        if "consents" in self._cache:
-            return self._cache["consents"]
+        return self._facts()["consents"]
+
+    def _facts(self) -> dict:
+        """Everything the DMP rules need to know about this caller, in one query (one round trip):
+        closed records, the patients whose GP they are, the Consents naming them and, in an
+        emergency, the patients' objections and masked-document permissions."""
+        if "facts" in self._cache:
+            return self._cache["facts"]
+        branches: list[dict] = [{"rt": "Patient", "ix.tk": "active|*|false"}]
+        me = self.user_ref if self.kind == "practitioner" else None
+        if me:
+            branches.append({"rt": "Patient", "ix.rf": f"general-practitioner|{me}"})
+            branches.append({"rt": "Consent", "ix.tk": "status|*|active", "ix.rf": f"actor|{me}"})
+            if self.emergency:
+                branches.append(
+                    {"rt": "Consent", "ix.tk": {"$all": ["status|*|active"],
+                     "$in": [f"purpose|{ACT_REASON}|{p}" for p in EMERGENCY_PURPOSES]}}
+                )
+        query = {"state": "live", "$or": branches}
+        docs = list(self.policy.repository.find_docs(query, {"rt": 1, "rid": 1, "res": 1, "ix.tk": 1, "ix.rf": 1}))
         now = self.policy.clock()
-        out = {"permit": set(), "blocked": set(), "objections": {}, "masked_in_emergency": set()}
-        mine = {"rt": "Consent", "state": "live", "ix.tk": "status|*|active", "ix.rf": f"actor|{self.user_ref}"}
-        for doc in self.policy.repository.find_docs(mine, {"res": 1}):
-            provision, patient = _provision(doc["res"])
-            if not patient or not _in_period(provision, now):
+        consents = {"permit": set(), "blocked": set(), "objections": {}, "masked_in_emergency": set()}
+        facts = {"closed": [], "gp": [], "consents": consents}
+        for doc in docs:
+            keys = (doc.get("ix") or {})
+            if doc["rt"] == "Patient":
+                if "active|*|false" in keys.get("tk", []):
+                    facts["closed"].append(doc["rid"])
+                if me and f"general-practitioner|{me}" in keys.get("rf", []):
+                    facts["gp"].append(doc["rid"])
                 continue
-            if provision.get("type") == "deny":
-                out["blocked"].add(patient)  # a block wins over everything, emergencies included
-            elif provision.get("type") == "permit":
-                out["permit"].add(patient)
-        if self.emergency:
-            emergency = {
-                "rt": "Consent", "state": "live", "ix.tk": {"$all": ["status|*|active"],
-                "$in": [f"purpose|{ACT_REASON}|{p}" for p in EMERGENCY_PURPOSES]},
-            }
-            for doc in self.policy.repository.find_docs(emergency, {"res": 1}):
-                provision, patient = _provision(doc["res"])
-                if not patient or not _in_period(provision, now):
-                    continue
+            provision, patient = _provision(doc["res"])
+            if not patient or not _in_period(provision, now) or doc["res"].get("status") != "active":
+                continue
+            if f"actor|{me}" in keys.get("rf", []):
+                if provision.get("type") == "deny":
+                    consents["blocked"].add(patient)  # a block wins over everything, emergencies included
+                elif provision.get("type") == "permit":
+                    consents["permit"].add(patient)
+            if self.emergency and not provision.get("actor"):
                 purposes = {c.get("code") for c in provision.get("purpose", [])}
                 labels = {c.get("code") for c in provision.get("securityLabel", [])}
-                if provision.get("type") == "deny" and not provision.get("actor"):
+                if provision.get("type") == "deny":
                     for purpose in purposes & set(EMERGENCY_PURPOSES):
-                        out["objections"].setdefault(purpose, set()).add(patient)
+                        consents["objections"].setdefault(purpose, set()).add(patient)
                 if provision.get("type") == "permit" and "MASQUE_PS" in labels:
-                    out["masked_in_emergency"].add(patient)
-        self._cache["consents"] = out
-        return out
+                    consents["masked_in_emergency"].add(patient)
+        self._cache["facts"] = facts
+        return facts
 
     # ------------------------------------------------------------------ shared rules
     def _closed_patients(self) -> list[str]:
-        if "closed" not in self._cache:
-            query = {"rt": "Patient", "state": "live", "ix.tk": "active|*|false"}
-            self._cache["closed"] = [d["rid"] for d in self.policy.repository.find_docs(query, {"rid": 1})]
-        return self._cache["closed"]
+        return self._facts()["closed"]
 
     def _patient_closed(self, patient: str) -> bool:
         return patient in self._closed_patients()

@@ -62,7 +62,7 @@ class _CurrentState(Document):
 
 CURRENT_STATE_INDEXES = [
     {"fields": ["rt", "state", "ts", "id"], "name": "type_lastupdated"},
-    {"fields": ["comp", "rt"], "name": "compartment"},
+    {"fields": ["comp", "rt", "cts"], "name": "compartment_cts"},
     {"fields": ["txn"], "name": "transaction_lock", "sparse": True},
     *SEARCH_INDEXES,
 ]

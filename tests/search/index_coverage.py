@@ -36,6 +36,8 @@ def _fields(query, out: set[str]) -> set[str]:
 def _conjunct_fields(query: dict) -> set[str]:
     """Fields constrained by the top-level AND (where an index prefix can be used)."""
     fields = {k for k in query if not k.startswith("$")}
+    if "$or" in query and all(_conjunct_fields(b) & {"rt", "_id", "comp"} for b in query["$or"]):
+        fields |= {"$or-union"} | set.intersection(*[_conjunct_fields(b) for b in query["$or"]])
     for sub in query.get("$and", []):
         fields |= _conjunct_fields(sub)
         if "$or" in sub and all(_conjunct_fields(b) for b in sub["$or"]):
@@ -56,6 +58,9 @@ def problems(query: dict, sort, indexes: list[list[str]]) -> list[str]:
         idx[0] in conj and (len(idx) == 1 or idx[1] in conj or idx[0] == "_id" or idx[:2] == ["rt", "state"])
         for idx in indexes
     )
+    if "$or" in query and not access:
+        # a top-level $or is served by index union when every branch has its own access path
+        access = all(not problems(branch, None, indexes) for branch in query["$or"])
     if not access and "_id" not in conj:
         found.append(f"no index gives an access path for fields {sorted(conj)}")
     for field, _ in sort or ():

@@ -5,6 +5,21 @@ from __future__ import annotations
 from tests.search import index_coverage
 
 
+def test_the_policy_queries_run_under_the_recorder_too(search_app):
+    """The access policy's own queries (one per request) must be index-backed as well."""
+    from fhir_server.auth.principal import Principal
+    from fhir_server.auth.scopes import ScopeSet
+
+    policy = search_app.extensions["dmp"].policy
+    for kind, user, purposes in [("practitioner", "Practitioner/dr-martin", ("BTG",)), ("patient", "Patient/pat-helene", ())]:
+        principal = Principal(kind, user, user.split("/")[1] if kind == "patient" else None,
+                              ScopeSet.parse("user/*.rs patient/*.rs"), "coverage", purpose_of_use=purposes)
+        access = policy.for_principal(principal)
+        for rt in ("DocumentReference", "Binary", "Patient", "Consent"):
+            access.read_filter(rt)
+    assert index_coverage.RECORDED
+
+
 def test_every_query_of_the_suite_is_covered_by_a_declared_index(search_app):
     indexes = index_coverage.declared_indexes(search_app.extensions["dmp"].repository.db)
     assert index_coverage.RECORDED, "no query was recorded: the recorder is not installed"
