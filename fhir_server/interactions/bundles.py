@@ -256,6 +256,8 @@ class BundleInteractions:
             interaction = {"POST": "create", "PUT": "update", "PATCH": "patch"}[method]
             if not issues:
                 ctx.access.check_write(interaction, plan["rt"], resource, current_doc)
+                if interaction == "create":
+                    resource = ctx.access.apply_patient_defaults(plan["rt"], resource)
             ops.append(WriteOp(plan["rt"], plan["rid"], resource, method, 0 if method == "POST" else expected))
             plan["op"] = ops[-1]
         if issues:

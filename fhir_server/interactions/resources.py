@@ -104,6 +104,7 @@ class ResourceInteractions:
         resource.pop("id", None)  # the server assigns ids on create
         validate_resource(resource)
         ctx.access.check_write("create", rt, resource, None)
+        resource = ctx.access.apply_patient_defaults(rt, resource)
         version = self.repository.create(resource)
         return self.written(ctx, version, 201)
 

@@ -43,6 +43,10 @@ ARCHIVED_EXTENSION = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefin
 # INVISIBLE_PATIENT lapses one month after the document was added (R1111-53 area).
 INVISIBLE_PATIENT_DELAY = timedelta(days=30)
 
+# The patient's default for new documents: a Consent whose policyRule carries this code asks that
+# every document added to the record be masked from professionals (MASQUE_PS) from the start.
+DEFAULT_MASKING_RULE = ("https://github.com/dmp-fhir/CodeSystem/dmp-patient-preference", "default-masque-ps")
+
 NOTHING: dict = {"_id": {"$in": []}}
 INTERACTION_LETTER = {
     "read": "r", "vread": "r", "history-instance": "r",
@@ -369,6 +373,31 @@ class RequestAccess:
         return {"_id": {"$in": self._cache["binaries"]}}
 
     # ------------------------------------------------------------------ writes
+    def apply_patient_defaults(self, resource_type: str, resource: dict) -> dict:
+        """A new DocumentReference takes the patient's default masking, if they asked for one."""
+        if resource_type != "DocumentReference":
+            return resource
+        patient = _patient_of(self.policy, resource_type, resource)
+        if not patient:
+            return resource
+        system, code = DEFAULT_MASKING_RULE
+        query = {
+            "rt": "Consent", "state": "live", "comp": f"Patient/{patient}", "ix.tk": "status|*|active",
+        }
+        wants_masking = any(
+            any(c.get("system") == system and c.get("code") == code
+                for c in (doc["res"].get("policyRule") or {}).get("coding", []))
+            for doc in self.policy.repository.find_docs(query, {"res.policyRule": 1})
+        )
+        labels = resource.get("securityLabel") or []
+        already = any(c.get("code") == "MASQUE_PS" for label in labels for c in label.get("coding", []))
+        if not wants_masking or already:
+            return resource
+        resource = dict(resource)
+        resource["securityLabel"] = [*labels, {"coding": [{"system": TRE_A07, "code": "MASQUE_PS"}]}]
+        self.decisions.append(Decision(True, "default-masking", "masked as the patient asked for new documents"))
+        return resource
+
     def check_write(self, interaction: str, resource_type: str, new: dict | None, current_doc: dict | None) -> None:
         """403 (or 405) unless this caller may make this change. `new` is None for a delete."""
         self.require(resource_type, interaction)

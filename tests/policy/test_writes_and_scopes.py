@@ -169,3 +169,24 @@ def test_transaction_cannot_write_what_the_policy_refuses(as_actor, dmp_app):
     before = dmp_app.extensions["dmp"].repository.count({"rt": "Binary"})
     assert as_actor("dr-blocked").post("/fhir", json=bundle).status_code == 403
     assert dmp_app.extensions["dmp"].repository.count({"rt": "Binary"}) == before
+
+
+def test_patient_default_masking_applies_to_new_documents(as_actor, dmp_app):
+    from fhir_server.policy.access import DEFAULT_MASKING_RULE
+    from tests.policy.conftest import consent
+
+    preference = consent("c-default-mask", "helene", "deny", None, ("TREAT",), ("MASQUE_PS",))
+    preference.pop("id")
+    preference["policyRule"] = {"coding": [{"system": DEFAULT_MASKING_RULE[0], "code": DEFAULT_MASKING_RULE[1]}]}
+    helene = as_actor("helene")
+    created_pref = helene.post("/fhir/Consent", json=preference)
+    assert created_pref.status_code == 201, created_pref.json
+    try:
+        doc = as_actor("dr-other").post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-other")).json
+        codes = {c["code"] for label in doc["securityLabel"] for c in label["coding"]}
+        assert codes == {"N", "MASQUE_PS"}
+        assert as_actor("dr-authorised").get(f"/fhir/DocumentReference/{doc['id']}").status_code == 404
+        assert as_actor("dr-martin").get(f"/fhir/DocumentReference/{doc['id']}").status_code == 200  # the GP
+        assert helene.get(f"/fhir/DocumentReference/{doc['id']}").status_code == 200
+    finally:
+        assert helene.delete(f"/fhir/Consent/{created_pref.json['id']}").status_code == 204
