@@ -183,21 +183,10 @@ def history_type(rt: str):
 @blp.route("/<rt>/<rid>", methods=["GET"])
 def read(rt: str, rid: str):
     ctx = context()
+    if rt == "Binary" and wants_raw_binary(request):
+        return respond(services().resources.binary_content(ctx, rid, request.headers.get("Range")))
     if rt == "Binary":
-        raw = wants_raw_binary(request)
-        if not raw:
-            wants_json(request)
-        result = services().resources.read(ctx, rt, rid)
-        if raw and result.resource is not None:
-            version = services().repository.read(rt, rid)
-            result = Result(
-                200,
-                None,
-                result.headers,
-                raw=services().repository.raw_binary(version),
-                raw_content_type=result.resource.get("contentType") or "application/octet-stream",
-            )
-        return respond(result)
+        wants_json(request)
     return respond(services().resources.read(ctx, rt, rid))
 
 

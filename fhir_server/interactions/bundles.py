@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from fhir_server.fhir import documents
 from fhir_server.fhir.bundle import new_bundle
 from fhir_server.fhir.errors import FhirError, Issue, bad_request, not_found, operation_outcome, precondition_failed
 from fhir_server.fhir.validation import check_resource_shape, issues_for, structural_issues
@@ -206,6 +207,7 @@ class BundleInteractions:
         issues: list[Issue] = []
         ops: list[WriteOp] = []
         touched: set[str] = set()
+        replacements: list[tuple[int, str, dict]] = []
         for plan in plans:
             i, method, entry = plan["index"], plan["method"], plan["entry"]
             if method == "GET" or plan.get("noop") or plan.get("noop_delete"):
@@ -258,10 +260,24 @@ class BundleInteractions:
                 ctx.access.check_write(interaction, plan["rt"], resource, current_doc)
                 if interaction == "create":
                     resource = ctx.access.apply_patient_defaults(plan["rt"], resource)
+                if interaction == "create" and plan["rt"] == "DocumentReference":
+                    documents.check_resubmission(self.repository, resource, plan["rid"])
+                    for old_id, superseded in documents.replaced_targets(self.repository, resource):
+                        replacements.append((i, old_id, superseded))
             ops.append(WriteOp(plan["rt"], plan["rid"], resource, method, 0 if method == "POST" else expected))
             plan["op"] = ops[-1]
         if issues:
             raise FhirError(422, issues[0].diagnostics, issues=issues)
+        for i, old_id, superseded in replacements:
+            key = f"DocumentReference/{old_id}"
+            if key in touched:
+                continue  # the bundle changes the replaced document itself (MHD's PATCH entry form)
+            doc = self.repository.current_doc("DocumentReference", old_id, with_index=True)
+            if not ctx.access.visible(doc):
+                raise not_found(f"Bundle.entry[{i}]: {key} is not known.")
+            ctx.access.check_write("update", "DocumentReference", superseded, doc)
+            touched.add(key)
+            ops.append(WriteOp("DocumentReference", old_id, superseded, "PUT", doc["vid"]))
         # 3. write all or nothing
         self.repository.commit(ops)
         # 4. reads, then the response in request order

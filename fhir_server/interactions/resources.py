@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import email.utils
 from datetime import datetime
 
@@ -89,6 +90,26 @@ class ResourceInteractions:
         version = self.repository.vread(rt, rid, int(vid))
         return Result(200, version.resource, version_headers(version))
 
+    def binary_content(self, ctx: RequestContext, rid: str, range_header: str | None = None) -> Result:
+        """ITI-68 Retrieve Document: the raw bytes of a Binary the caller may see, with byte ranges."""
+        result = self.read(ctx, "Binary", rid)  # the access policy decides here, as for any read
+        if result.status != 200 or result.resource is None:
+            return result
+        data = self.repository.raw_binary(self.repository.read("Binary", rid))
+        content_type = result.resource.get("contentType") or "application/octet-stream"
+        headers = dict(result.headers)
+        headers["Accept-Ranges"] = "bytes"
+        headers["Content-Disposition"] = f'attachment; filename="{rid}{_extension(content_type)}"'
+        if not range_header:
+            return Result(200, None, headers, raw=data, raw_content_type=content_type)
+        byte_range = _parse_range(range_header, len(data))
+        if byte_range is None:
+            headers["Content-Range"] = f"bytes */{len(data)}"
+            raise FhirError(416, f"Range '{range_header}' cannot be satisfied ({len(data)} bytes).", "value", headers=headers)
+        start, end = byte_range
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        return Result(206, None, headers, raw=data[start : end + 1], raw_content_type=content_type)
+
     # ---------------------------------------------------------------- writes
     def create(self, ctx: RequestContext, rt: str, resource, if_none_exist: str | None = None) -> Result:
         require_type(rt, "create")
@@ -105,8 +126,43 @@ class ResourceInteractions:
         validate_resource(resource)
         ctx.access.check_write("create", rt, resource, None)
         resource = ctx.access.apply_patient_defaults(rt, resource)
+        if rt == "DocumentReference":
+            return self._create_document(ctx, resource)
         version = self.repository.create(resource)
         return self.written(ctx, version, 201)
+
+    def _create_document(self, ctx: RequestContext, document: dict) -> Result:
+        """MHD ITI-105 / PDSm: inline content becomes a Binary, resubmissions are refused, and a
+        replacement supersedes the replaced document in the same atomic write."""
+        from fhir_server.fhir import documents
+        from fhir_server.storage.repository import WriteOp, new_id
+
+        documents.check_resubmission(self.repository, document, None)
+        replaced = documents.replaced_targets(self.repository, document)
+        ops: list[WriteOp] = []
+        document = copy.deepcopy(document)
+        for i, attachment in documents.inline_attachments(document):
+            where = f"DocumentReference.content[{i}].attachment.data"
+            data = documents.decode(attachment["data"], where)
+            if documents.is_patient_upload(document):
+                documents.check_patient_upload(attachment.get("contentType"), data, where)
+            binary = {"resourceType": "Binary", "contentType": attachment.get("contentType") or "application/octet-stream",
+                      "data": attachment.pop("data")}
+            binary_id = new_id()
+            attachment["url"] = f"Binary/{binary_id}"
+            attachment.setdefault("size", len(data))
+            ctx.access.check_write("create", "Binary", binary, None)
+            ops.append(WriteOp("Binary", binary_id, binary, "POST", 0))
+        for rid, superseded in replaced:
+            doc = self.visible_doc(ctx, "DocumentReference", rid)
+            ctx.access.check_write("update", "DocumentReference", superseded, doc)
+            ops.append(WriteOp("DocumentReference", rid, superseded, "PUT", doc["vid"]))
+        if not ops:
+            return self.written(ctx, self.repository.create(document), 201)
+        rid = new_id()
+        ops.insert(0, WriteOp("DocumentReference", rid, {**document, "id": rid}, "POST", 0))
+        versions = self.repository.commit(ops)
+        return self.written(ctx, versions[0], 201)
 
     def update(self, ctx: RequestContext, rt: str, rid: str, resource, if_match: str | None) -> Result:
         require_type(rt, "update")
@@ -208,6 +264,38 @@ class ResourceInteractions:
             }
             return Result(status, outcome, headers, location=location)
         return Result(status, version.resource, headers, location=location)
+
+
+_EXTENSIONS = {
+    "application/pdf": ".pdf", "text/plain": ".txt", "image/jpeg": ".jpg", "image/png": ".png",
+    "image/tiff": ".tiff", "application/rtf": ".rtf", "text/rtf": ".rtf", "application/xml": ".xml",
+    "text/xml": ".xml", "application/hl7-v3+xml": ".xml",
+}
+
+
+def _extension(content_type: str) -> str:
+    return _EXTENSIONS.get(content_type.split(";")[0].strip().lower(), "")
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One 'bytes=a-b', 'bytes=a-' or 'bytes=-n' range (multipart ranges are not served)."""
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec or "-" not in spec:
+        return None
+    first, _, last = spec.strip().partition("-")
+    try:
+        if first == "":
+            length = int(last)
+            if length <= 0:
+                return None
+            return max(size - length, 0), size - 1
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start >= size or end < start:
+        return None
+    return start, min(end, size - 1)
 
 
 def apply_json_patch(resource: dict, operations) -> dict:

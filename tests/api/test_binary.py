@@ -48,3 +48,19 @@ def test_large_binary_goes_to_gridfs_and_comes_back_intact(app, client, services
 def test_invalid_base64_is_422(client):
     response = client.post("/fhir/Binary", json={"resourceType": "Binary", "contentType": "text/plain", "data": "@@@"})
     assert response.status_code == 422
+
+
+def test_retrieve_document_with_range_and_content_disposition(client):
+    payload = bytes(range(256)) * 40
+    bid = client.post("/fhir/Binary", data=payload, content_type="application/pdf").json["id"]
+    full = client.client.get(f"/fhir/Binary/{bid}", headers={"Accept": "application/pdf"})
+    assert full.headers["Accept-Ranges"] == "bytes"
+    assert full.headers["Content-Disposition"] == f'attachment; filename="{bid}.pdf"'
+    part = client.client.get(f"/fhir/Binary/{bid}", headers={"Accept": "application/pdf", "Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.data == payload[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(payload)}"
+    tail = client.client.get(f"/fhir/Binary/{bid}", headers={"Accept": "application/pdf", "Range": "bytes=-5"})
+    assert tail.status_code == 206 and tail.data == payload[-5:]
+    bad = client.client.get(f"/fhir/Binary/{bid}", headers={"Accept": "application/pdf", "Range": f"bytes={len(payload)}-"})
+    assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{len(payload)}"
+    assert bad.get_json()["resourceType"] == "OperationOutcome"

@@ -1,0 +1,111 @@
+"""DMP document rules at write time (IHE MHD / ANS PDSm): resubmission, replacement, patient uploads."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+
+from fhir_server.fhir.errors import FhirError, Issue, conflict, unprocessable
+
+PATIENT_UPLOAD_TYPES = {f"DOCPAT0{i}" for i in range(1, 10)}
+MAX_PATIENT_UPLOAD_BYTES = 5 * 1024 * 1024
+# What patients may upload, recognised by the bytes themselves (magic numbers), not the header.
+MAGIC = {
+    "application/pdf": (b"%PDF-",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/tiff": (b"II*\x00", b"MM\x00*"),
+    "text/rtf": (b"{\\rtf",),
+    "application/rtf": (b"{\\rtf",),
+}
+
+
+def sniff(data: bytes) -> str | None:
+    """The content type the bytes show (plain text: valid UTF-8 without control characters)."""
+    for content_type, signatures in MAGIC.items():
+        if any(data.startswith(sig) for sig in signatures):
+            return "text/rtf" if content_type == "application/rtf" else content_type
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        return "text/plain"
+    return None
+
+
+def check_patient_upload(content_type: str | None, data: bytes, expression: str) -> None:
+    """A patient's upload: PDF, JPEG, PNG, TIFF, plain text or RTF up to 5 MB, as the bytes say."""
+    if len(data) > MAX_PATIENT_UPLOAD_BYTES:
+        raise FhirError(413, f"A patient upload is limited to {MAX_PATIENT_UPLOAD_BYTES // (1024 * 1024)} MB.", "too-costly", [expression])
+    declared = (content_type or "").split(";")[0].strip().lower()
+    declared = "text/rtf" if declared == "application/rtf" else declared
+    actual = sniff(data)
+    if actual is None or actual != declared:
+        raise unprocessable([Issue(
+            f"The uploaded content is {actual or 'of an accepted type only in name'}, not {declared or 'declared'}: "
+            "patients may upload PDF, JPEG, PNG, TIFF, plain text or RTF.", "value", expression=[expression])])
+
+
+def is_patient_upload(document: dict) -> bool:
+    codes = {c.get("code") for c in (document.get("type") or {}).get("coding", [])}
+    return bool(codes & PATIENT_UPLOAD_TYPES)
+
+
+def inline_attachments(document: dict) -> list[tuple[int, dict]]:
+    return [(i, c["attachment"]) for i, c in enumerate(document.get("content", [])) if (c.get("attachment") or {}).get("data")]
+
+
+def decode(data: str, expression: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise unprocessable([Issue("attachment.data is not valid base64.", "value", expression=[expression])]) from None
+
+
+def subject_patient(document: dict) -> str | None:
+    ref = (document.get("subject") or {}).get("reference") or ""
+    return ref.split("/", 1)[1] if ref.startswith("Patient/") else None
+
+
+def check_resubmission(repository, document: dict, own_id: str | None) -> None:
+    """masterIdentifier is unique per patient: the same document sent twice is a resubmission (409)."""
+    master = document.get("masterIdentifier") or {}
+    patient = subject_patient(document)
+    if not master.get("value") or not patient:
+        return
+    key = f"identifier|{master.get('system') or ''}|{master['value']}"
+    query = {"rt": "DocumentReference", "state": "live", "comp": f"Patient/{patient}", "ix.tk": key}
+    for doc in repository.find_docs(query, {"rid": 1}):
+        if doc["rid"] != own_id:
+            raise conflict(
+                f"A document with masterIdentifier {master['value']} is already in this record "
+                f"(DocumentReference/{doc['rid']}): resubmission refused; send a replacement (relatesTo replaces)."
+            )
+
+
+def replaced_targets(repository, document: dict) -> list[tuple[str, dict]]:
+    """The documents this one replaces, each checked (current, same patient): [(id, superseded copy)]."""
+    out = []
+    patient = subject_patient(document)
+    for i, relation in enumerate(document.get("relatesTo", [])):
+        if relation.get("code") != "replaces":
+            continue
+        ref = (relation.get("target") or {}).get("reference") or ""
+        where = [f"DocumentReference.relatesTo[{i}].target"]
+        if not ref.startswith("DocumentReference/"):
+            raise unprocessable([Issue("A replacement must target a DocumentReference.", "value", expression=where)])
+        rid = ref.split("/", 1)[1]
+        doc = repository.current_doc("DocumentReference", rid)
+        if doc is None or doc["state"] != "live":
+            raise unprocessable([Issue(f"The replaced document {ref} does not exist.", "not-found", expression=where)])
+        old = doc["res"]
+        if old.get("status") != "current":
+            raise unprocessable([Issue(f"{ref} is {old.get('status')}: only a current document can be replaced.", "business-rule", expression=where)])
+        if subject_patient(old) != patient:
+            raise unprocessable([Issue(f"{ref} belongs to another patient.", "business-rule", expression=where)])
+        superseded = copy.deepcopy(old)
+        superseded["status"] = "superseded"
+        out.append((rid, superseded))
+    return out
