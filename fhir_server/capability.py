@@ -81,6 +81,10 @@ def capability_statement(base_url: str, settings: Settings) -> dict:
                         "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
                     },
                 ],
+                "operation": [
+                    {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                ],
                 "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
                 "security": _security(base_url),
             }

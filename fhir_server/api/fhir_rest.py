@@ -175,6 +175,13 @@ def conditional_delete(rt: str):
     return respond(services().resources.conditional_delete(context(), rt, query))
 
 
+@blp.route("/<rt>/$validate", methods=["POST"])
+def validate(rt: str):
+    """$validate (resource or Parameters with resource and mode)."""
+    ctx = context()  # authenticated like every other interaction
+    return respond(services().resources.validate(ctx, rt, request_json(request)))
+
+
 @blp.route("/<rt>/_history", methods=["GET"])
 def history_type(rt: str):
     return respond(services().searches.history(context(), rt, None, query_params(), f"{rt}/_history"))

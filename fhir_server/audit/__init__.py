@@ -31,6 +31,7 @@ FHIR_INTERACTIONS = {
     "search_type_post": "search-type",
     "compartment_search": "search-type",
     "patient_everything": "operation",
+    "validate": "operation",
     "create": "create",
     "conditional_update": "update",
     "conditional_patch": "patch",

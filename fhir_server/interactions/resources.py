@@ -110,6 +110,34 @@ class ResourceInteractions:
         headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         return Result(206, None, headers, raw=data[start : end + 1], raw_content_type=content_type)
 
+    def validate(self, ctx: RequestContext, rt: str, body) -> Result:
+        """$validate: every problem the server would refuse the resource for, with its FHIRPath.
+        Accepts the resource itself or a Parameters with `resource` and `mode` (create, update, delete)."""
+        from fhir_server.fhir.validation import issues_for
+
+        require_type(rt, "read")
+        mode = "create"
+        resource = body
+        if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+            resource = None
+            for param in body.get("parameter", []):
+                if param.get("name") == "resource":
+                    resource = param.get("resource")
+                elif param.get("name") == "mode":
+                    mode = param.get("valueCode") or param.get("valueString") or mode
+            if mode not in ("create", "update", "delete"):
+                raise bad_request(f"$validate mode '{mode}' is not one of create, update, delete.", ["mode"])
+        if mode == "delete":
+            issues = []
+        else:
+            check_resource_shape(resource, rt)
+            issues = issues_for(resource)
+            if mode == "update" and not resource.get("id"):
+                issues.append(Issue("An update needs the resource id.", "required", "error", [f"{rt}.id"]))
+        if not issues:
+            issues = [Issue("The resource is valid for this server (R4 and the DMP profile).", "informational", "information")]
+        return Result(200, {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]})
+
     # ---------------------------------------------------------------- writes
     def create(self, ctx: RequestContext, rt: str, resource, if_none_exist: str | None = None) -> Result:
         require_type(rt, "create")

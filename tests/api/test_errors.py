@@ -111,3 +111,18 @@ def test_failed_update_leaves_the_stored_version_untouched(client):
     assert_outcome(client.put(f"/fhir/Patient/{patient['id']}", json=broken), 422)
     current = client.get(f"/fhir/Patient/{patient['id']}").json
     assert current["meta"]["versionId"] == "1" and current["birthDate"] == patient["birthDate"]
+
+
+def test_validate_lists_every_problem_with_its_expression(client):
+    patient = make_patient()
+    patient["identifier"][0]["value"] = "280017505600199"
+    patient["birthDate"] = "15/01/1980"
+    response = client.post("/fhir/Patient/$validate", json=patient)
+    assert response.status_code == 200
+    expressions = {e for issue in response.json["issue"] for e in issue.get("expression", [])}
+    assert {"Patient.birthDate", "Patient.identifier[0].value"} <= expressions
+    ok = client.post("/fhir/Patient/$validate", json={"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": make_patient()}, {"name": "mode", "valueCode": "create"}]})
+    assert ok.json["issue"][0]["severity"] == "information"
+    assert client.post("/fhir/Patient/$validate", json={"resourceType": "Parameters", "parameter": [
+        {"name": "mode", "valueCode": "explode"}]}).status_code == 400
