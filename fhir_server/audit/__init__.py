@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 
 from flask import Flask, Response, g, request
 
@@ -229,4 +229,4 @@ def install(app: Flask, trail: AuditTrail) -> None:
         return response
 
 
-__all__ = ["AuditTrail", "install", "datetime", "timezone"]
+__all__ = ["AuditTrail", "install"]

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from mongomock.filtering import filter_applies
 
 from fhir_server.fhir.errors import FhirError
-from fhir_server.fhir.resource_types import RESOURCE_TYPES
 from fhir_server.policy.matrix import AuthorisationMatrix
 from fhir_server.search.registry import PATIENT_COMPARTMENT
 
@@ -521,4 +520,4 @@ def _only_labels_changed(before: dict, after: dict) -> None:
         )
 
 
-__all__ = ["AccessPolicy", "RequestAccess", "Decision", "NOTHING", "RESOURCE_TYPES"]
+__all__ = ["AccessPolicy", "RequestAccess", "Decision", "NOTHING"]
