@@ -84,11 +84,9 @@ def _nothing_left(services):
     assert repo.journal.count_documents({}) == 0
 
 
-def test_crash_before_the_commit_point_is_rolled_back_by_recovery(services):
-    repo = services.repository
-
+def _commit_crashing_at(repo, services, crash_step):
     def crash(step):
-        if step == "locked":
+        if step == crash_step:
             raise SimulatedCrash()
 
     repo.fault_point = crash
@@ -97,32 +95,30 @@ def test_crash_before_the_commit_point_is_rolled_back_by_recovery(services):
             repo.commit(_ops(services))
     finally:
         repo.fault_point = lambda step: None
-    # the placeholders are invisible to readers...
-    assert repo.count({"state": "live"}) == 0
-    # ...and start-up recovery removes them once their lock has expired
+
+
+def _recover_after_restart(repo):
+    """recover() as a restart after the lock timeout would run it."""
     repo.lock_timeout = timedelta(0)
     try:
         repo.recover()
     finally:
         repo.lock_timeout = timedelta(seconds=60)
+
+
+def test_crash_before_the_commit_point_is_rolled_back_by_recovery(services):
+    repo = services.repository
+    _commit_crashing_at(repo, services, "locked")
+    # the placeholders are invisible to readers...
+    assert repo.count({"state": "live"}) == 0
+    # ...and start-up recovery removes them once their lock has expired
+    _recover_after_restart(repo)
     _nothing_left(services)
 
 
 def test_crash_after_the_commit_point_is_rolled_forward_by_recovery(services):
     repo = services.repository
-    applied = []
-
-    def crash(step):
-        if step == "applied-one":
-            applied.append(step)
-            raise SimulatedCrash()
-
-    repo.fault_point = crash
-    try:
-        with pytest.raises(SimulatedCrash):
-            repo.commit(_ops(services))
-    finally:
-        repo.fault_point = lambda step: None
+    _commit_crashing_at(repo, services, "applied-one")
     assert repo.journal.count_documents({}) == 1
     repo.recover()
     assert repo.read("Patient", "tx-patient").vid == 1
@@ -158,11 +154,7 @@ def test_a_process_killed_mid_transaction_leaves_all_or_nothing(app, services, m
     )
     assert child.returncode == 17, child.stderr.decode()[-2000:]
     repo = services.repository
-    repo.lock_timeout = timedelta(0)  # as a restart after the lock timeout would see it
-    try:
-        repo.recover()
-    finally:
-        repo.lock_timeout = timedelta(seconds=60)
+    _recover_after_restart(repo)
     live = {d["_id"] for d in repo.resources.find({"state": "live"}, {"_id": 1})}
     if survives:
         assert live == {"Patient/killed-patient", "Practitioner/killed-practitioner"}
