@@ -134,6 +134,24 @@ def audit_purge() -> None:
     click.echo(f"{app.extensions['dmp'].audit.purge(before)} audit events older than {before:%Y-%m-%d} removed")
 
 
+@main.group(help="Notifications to patients (SMTP from DMP_SMTP_HOST / DMP_SMTP_PORT / DMP_SMTP_FROM).")
+def notify() -> None:
+    pass
+
+
+@notify.command("invisible", help="Tell patients about documents still hidden from them after two weeks (run daily).")
+def notify_invisible() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from fhir_server.app import create_app
+
+    app = create_app(Settings.from_env())
+    notifier = app.extensions["dmp"].notifier
+    count = notifier.notify_invisible_documents(datetime.now(timezone.utc) - timedelta(days=14))
+    notifier.flush()
+    click.echo(f"{count} notification(s) queued and sent")
+
+
 def _post_bundles(app, bundles: list[dict]) -> int:
     """Process bundles through the server's own transaction interaction, as the operator."""
     from rich.progress import Progress

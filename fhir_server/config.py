@@ -6,6 +6,16 @@ import os
 from dataclasses import dataclass, field
 
 
+def _smtp_from(env) -> "SmtpSettings":
+    from fhir_server.notify import SmtpSettings
+
+    return SmtpSettings(
+        host=env.get("DMP_SMTP_HOST") or None,
+        port=int(env.get("DMP_SMTP_PORT") or 25),
+        sender=env.get("DMP_SMTP_FROM") or "dmp-notifications@localhost",
+    )
+
+
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw else default
@@ -33,6 +43,8 @@ class Settings:
     # Only for measuring the audit overhead (scripts/bench_crud.py): production always audits.
     audit_enabled: bool = True
     audit_retention_days: int = 3650
+    # E-mail notifications to patients and GPs (off when no SMTP host is set).
+    smtp: "SmtpSettings" = field(default_factory=lambda: _smtp_from(os.environ))
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -8,6 +8,7 @@ from pymongo.database import Database
 
 from fhir_server.audit import AuditTrail
 from fhir_server.config import Settings
+from fhir_server.notify import Notifier
 from fhir_server.interactions.bundles import BundleInteractions
 from fhir_server.interactions.resources import ResourceInteractions
 from fhir_server.interactions.search import SearchInteractions
@@ -32,6 +33,7 @@ class Services:
     bundles: BundleInteractions
     policy: AccessPolicy
     audit: AuditTrail
+    notifier: Notifier
 
 
 def build_services(db: Database, settings: Settings) -> Services:
@@ -51,5 +53,6 @@ def build_services(db: Database, settings: Settings) -> Services:
     searches = SearchInteractions(repository, engine)
     bundles = BundleInteractions(repository, resources, searches)
     policy = AccessPolicy(repository, engine, AuthorisationMatrix.load())
-    audit = AuditTrail(repository, enabled=settings.audit_enabled)
-    return Services(settings, registry, repository, engine, resources, searches, bundles, policy, audit)
+    notifier = Notifier(repository, settings.smtp)
+    audit = AuditTrail(repository, enabled=settings.audit_enabled, listeners=[notifier.on_audit_event])
+    return Services(settings, registry, repository, engine, resources, searches, bundles, policy, audit, notifier)

@@ -52,9 +52,10 @@ ENTRY_INTERACTION = {"GET": "read", "HEAD": "read", "POST": "create", "PUT": "up
 
 
 class AuditTrail:
-    def __init__(self, repository: Repository, enabled: bool = True):
+    def __init__(self, repository: Repository, enabled: bool = True, listeners=()):
         self.repository = repository
         self.enabled = enabled
+        self.listeners = list(listeners)  # e.g. the notifier: called after an event is stored
         self.writer = ChainWriter()
         # test hook: raise here to simulate a database fault
         self.fault = None
@@ -63,6 +64,8 @@ class AuditTrail:
         event.setdefault("id", uuid.uuid4().hex)
         if self.enabled:
             self.writer.link(event, self._write)
+        for listener in self.listeners:
+            listener(event)
         return event["id"]
 
     def _write(self, event: dict) -> None:
