@@ -21,6 +21,7 @@ class Principal:
     professions: tuple[tuple[str, str], ...] = ()  # (system, code): TRE_G15 profession, TRE_R38 specialty
     break_the_glass_reason: str | None = None
     network_address: str | None = None
+    granted_at: int | None = None  # epoch seconds of the login (auth_time) or of the token (iat)
 
     @property
     def is_break_the_glass(self) -> bool:

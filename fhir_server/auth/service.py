@@ -80,7 +80,9 @@ class AuthService:
     def token_response(
         self, client: Client, grant: dict, scope: ScopeSet, new_refresh: bool, parent: str | None = None
     ) -> dict:
-        ctx = grant.get("ctx") or {}
+        ctx = dict(grant.get("ctx") or {})
+        if grant.get("auth_time"):
+            ctx["auth_time"] = grant["auth_time"]  # refreshed tokens keep the login time
         issuer = urls.issuer()
         subject = grant.get("account_id") or client.client_id
         access, claims = self.tokens.access_token(

@@ -40,6 +40,8 @@ def context_claims(ctx: dict) -> dict:
         claims["patient"] = ctx["patient"]
     if ctx.get("encounter"):
         claims["encounter"] = ctx["encounter"]
+    if ctx.get("auth_time"):
+        claims["auth_time"] = int(ctx["auth_time"])  # when the user logged in: emergency access is time-limited
     iua: dict = {}
     roles = [{"system": p["system"], "code": p["code"]} for p in ctx.get("professions") or ()]
     if roles:
@@ -244,5 +246,6 @@ def principal_from_claims(claims: dict) -> Principal:
             (r.get("system"), r.get("code")) for r in iua.get("subject_role") or () if isinstance(r, dict)
         ),
         break_the_glass_reason=dmp.get("break_the_glass_reason"),
+        granted_at=claims.get("auth_time") or claims.get("iat"),
         network_address=dmp.get("network_address"),
     )

@@ -39,6 +39,8 @@ MASQUE_PS = f"security-label|{TRE_A07}|MASQUE_PS"
 INVISIBLE_PATIENT = f"security-label|{TRE_A07}|INVISIBLE_PATIENT"
 INVISIBLE_REPRESENTANTS = f"security-label|{TRE_A07}|INVISIBLE_REPRESENTANTS_LEGAUX"
 ARCHIVED_EXTENSION = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived"
+# Emergency access (break-the-glass, Centre 15) lasts this long after the professional logged in.
+EMERGENCY_WINDOW = timedelta(hours=1)
 # INVISIBLE_PATIENT lapses one month after the document was added (R1111-53 area).
 INVISIBLE_PATIENT_DELAY = timedelta(days=30)
 
@@ -127,7 +129,14 @@ class RequestAccess:
 
     @property
     def emergency(self) -> bool:
-        return any(p in EMERGENCY_PURPOSES for p in self.principal.purpose_of_use)
+        """An emergency purpose, within the time limit of emergency access."""
+        if not any(p in EMERGENCY_PURPOSES for p in self.principal.purpose_of_use):
+            return False
+        granted = self.principal.granted_at
+        if granted is None:
+            return False
+        started = datetime.fromtimestamp(granted, timezone.utc)
+        return self.policy.clock() - started <= EMERGENCY_WINDOW
 
     # ------------------------------------------------------------------ scopes
     def require(self, resource_type: str, interaction: str) -> None:

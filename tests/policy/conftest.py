@@ -168,7 +168,7 @@ def dmp_app(mongo_uri):
     services.repository.db.client.drop_database(settings.database)
 
 
-def mint(app, actor: str, scopes: str | None = None) -> str:
+def mint(app, actor: str, scopes: str | None = None, auth_time: int | None = None) -> str:
     kind, fhir_user, patient, default_scopes, professions, purposes = ACTORS[actor]
     tokens = app.extensions["dmp_auth"].tokens
     ctx = {
@@ -178,6 +178,8 @@ def mint(app, actor: str, scopes: str | None = None) -> str:
     }
     if "BTG" in purposes:
         ctx["btg_reason"] = "Patient inconscient aux urgences"
+    if auth_time:
+        ctx["auth_time"] = auth_time
     token, _ = tokens.access_token(
         issuer="http://localhost", audience="http://localhost/fhir", client_id=f"client-{actor}",
         scope=ScopeSet.parse(scopes or default_scopes), subject=fhir_user or f"client-{actor}", grant_id=None, ctx=ctx,

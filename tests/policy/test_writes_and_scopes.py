@@ -190,3 +190,14 @@ def test_patient_default_masking_applies_to_new_documents(as_actor, dmp_app):
         assert helene.get(f"/fhir/DocumentReference/{doc['id']}").status_code == 200
     finally:
         assert helene.delete(f"/fhir/Consent/{created_pref.json['id']}").status_code == 204
+
+
+def test_emergency_access_is_time_limited(dmp_app):
+    import time
+
+    from tests.policy.conftest import ActorClient, mint
+
+    fresh = ActorClient(dmp_app.test_client(), mint(dmp_app, "dr-urgence"))
+    assert fresh.get("/fhir/DocumentReference/doc-cr").status_code == 200
+    stale = ActorClient(dmp_app.test_client(), mint(dmp_app, "dr-urgence", auth_time=int(time.time()) - 2 * 3600))
+    assert stale.get("/fhir/DocumentReference/doc-cr").status_code == 404  # the emergency window has closed
