@@ -201,3 +201,12 @@ def test_emergency_access_is_time_limited(dmp_app):
     assert fresh.get("/fhir/DocumentReference/doc-cr").status_code == 200
     stale = ActorClient(dmp_app.test_client(), mint(dmp_app, "dr-urgence", auth_time=int(time.time()) - 2 * 3600))
     assert stale.get("/fhir/DocumentReference/doc-cr").status_code == 404  # the emergency window has closed
+
+
+def test_history_of_a_deleted_document_is_not_shown_to_professionals(as_actor):
+    author = as_actor("dr-martin")
+    created = author.post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-martin")).json
+    assert author.delete(f"/fhir/DocumentReference/{created['id']}").status_code == 204
+    assert as_actor("dr-other").get(f"/fhir/DocumentReference/{created['id']}/_history").status_code == 404
+    assert as_actor("dr-other").get(f"/fhir/DocumentReference/{created['id']}/_history/1").status_code == 404
+    assert as_actor("vendor").get(f"/fhir/DocumentReference/{created['id']}/_history").status_code == 200
