@@ -612,6 +612,10 @@ def date_fr(day: dt.date) -> str:
     return f"{day.day} {MONTHS_FR[day.month - 1]} {day.year}"
 
 
+def _official_identifier(type_code: str, system: str, value: str) -> Json:
+    return {"use": "official", "type": concept(FR_V2_0203, type_code), "system": system, "value": value}
+
+
 def sha1_b64(data: bytes) -> str:
     """``Attachment.hash``: base64 of the SHA-1 digest of the content."""
     return base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")
@@ -1076,40 +1080,13 @@ class Generator:
         sector, _setting, id_kind = ORG_KINDS[kind]
         full_url = self._urn()
         name = self._org_name(kind, city, owner)
-        if id_kind == "finess":
+        if id_kind == "finess":  # IDNST = 1 + FINESS
             number = self._finess(city)
-            idnst = "1" + number
-            identifiers = [
-                {
-                    "use": "official",
-                    "type": concept(FR_V2_0203, "IDNST"),
-                    "system": IDNST_SYSTEM,
-                    "value": idnst,
-                },
-                {
-                    "use": "official",
-                    "type": concept(FR_V2_0203, "FINEG"),
-                    "system": FINESS_SYSTEM,
-                    "value": number,
-                },
-            ]
-        else:
+            idnst, local = "1" + number, ("FINEG", FINESS_SYSTEM)
+        else:  # practices have no FINESS: IDNST = 3 + SIRET
             number = self._siret()
-            idnst = "3" + number
-            identifiers = [
-                {
-                    "use": "official",
-                    "type": concept(FR_V2_0203, "IDNST"),
-                    "system": IDNST_SYSTEM,
-                    "value": idnst,
-                },
-                {
-                    "use": "official",
-                    "type": concept(FR_V2_0203, "SIRET"),
-                    "system": SIRET_SYSTEM,
-                    "value": number,
-                },
-            ]
+            idnst, local = "3" + number, ("SIRET", SIRET_SYSTEM)
+        identifiers = [_official_identifier("IDNST", IDNST_SYSTEM, idnst), _official_identifier(*local, number)]
         resource: Json = {
             "resourceType": "Organization",
             "identifier": identifiers,

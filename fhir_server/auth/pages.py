@@ -213,6 +213,15 @@ def register_pages(bp: Blueprint, service) -> None:
             return None
         return doc
 
+    def pending_request():
+        """(session, pending authorization request, account, texts); pending is None when either is missing."""
+        sess = load_session()
+        pending = load_pending(sess)
+        account = account_of(sess)
+        if account is None:
+            pending = None
+        return sess, pending, account, texts(lang_of(sess))
+
     def account_of(sess: dict | None) -> dict | None:
         if not sess or not sess.get("account_id"):
             return None
@@ -404,11 +413,8 @@ def register_pages(bp: Blueprint, service) -> None:
     # ------------------------------------------------------------------ patient picker
     @bp.route("/patient", methods=["GET", "POST"])
     def pick_patient():
-        sess = load_session()
-        pending = load_pending(sess)
-        account = account_of(sess)
-        t = texts(lang_of(sess))
-        if pending is None or account is None:
+        sess, pending, account, t = pending_request()
+        if pending is None:
             return error_page(t["expired_request"], sess)
         if account["kind"] == "related-person":
             candidates = [patient_summary(pid) for pid in account.get("patients") or []]
@@ -486,11 +492,8 @@ def register_pages(bp: Blueprint, service) -> None:
     # ------------------------------------------------------------------ consent
     @bp.route("/consent", methods=["GET", "POST"])
     def consent():
-        sess = load_session()
-        pending = load_pending(sess)
-        account = account_of(sess)
-        t = texts(lang_of(sess))
-        if pending is None or account is None:
+        sess, pending, account, t = pending_request()
+        if pending is None:
             return error_page(t["expired_request"], sess)
         lang = lang_of(sess)
         requested = ScopeSet.parse(pending["scope"])
