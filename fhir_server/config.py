@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from fhir_server.subscriptions.settings import SubscriptionSettings, subscription_settings_from
+
 
 def _smtp_from(env) -> "SmtpSettings":
     from fhir_server.notify import SmtpSettings
@@ -45,6 +47,8 @@ class Settings:
     audit_retention_days: int = 3650
     # E-mail notifications to patients and GPs (off when no SMTP host is set).
     smtp: "SmtpSettings" = field(default_factory=lambda: _smtp_from(os.environ))
+    # FHIR R4 rest-hook Subscriptions: the delivery worker, retries and endpoint rules.
+    subscriptions: SubscriptionSettings = field(default_factory=lambda: subscription_settings_from(os.environ))
     extra: dict = field(default_factory=dict)
 
     @classmethod

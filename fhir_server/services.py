@@ -20,6 +20,7 @@ from fhir_server.search.registry import SearchRegistry, load_registry
 from fhir_server.storage.binaries import BinaryStore
 from fhir_server.storage.documents import ensure_indexes
 from fhir_server.storage.repository import Repository
+from fhir_server.subscriptions.service import SubscriptionService
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Services:
     policy: AccessPolicy
     audit: AuditTrail
     notifier: Notifier
+    subscriptions: SubscriptionService
 
 
 def build_services(db: Database, settings: Settings) -> Services:
@@ -47,12 +49,19 @@ def build_services(db: Database, settings: Settings) -> Services:
         BinaryStore(db, settings.gridfs_threshold_bytes),
         lock_timeout=timedelta(seconds=settings.transaction_timeout_seconds),
     )
-    repository.recover()  # finish or undo transactions a previous process left half-way
     engine = SearchEngine(repository, registry, settings.max_page_size, settings.default_page_size)
+    policy = AccessPolicy(repository, engine, AuthorisationMatrix.load())
+    # before recover(): a transaction rolled forward now still queues its notifications
+    subscriptions = SubscriptionService(repository, engine, policy, settings.subscriptions)
+    repository.recover()  # finish or undo transactions a previous process left half-way
+    subscriptions.rebuild()
     resources = ResourceInteractions(repository, engine)
+    resources.write_hooks["Subscription"] = subscriptions
     searches = SearchInteractions(repository, engine)
     bundles = BundleInteractions(repository, resources, searches)
-    policy = AccessPolicy(repository, engine, AuthorisationMatrix.load())
     notifier = Notifier(repository, settings.smtp)
     audit = AuditTrail(repository, enabled=settings.audit_enabled, listeners=[notifier.on_audit_event])
-    return Services(settings, registry, repository, engine, resources, searches, bundles, policy, audit, notifier)
+    subscriptions.audit = audit
+    return Services(
+        settings, registry, repository, engine, resources, searches, bundles, policy, audit, notifier, subscriptions
+    )

@@ -18,6 +18,7 @@ FerretDB):
 from __future__ import annotations
 
 import copy
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from fhir_server.storage.documents import (
     TransactionJournal,
     collection,
 )
+
+log = logging.getLogger(__name__)
 
 SEPARATE_TYPES = {"AuditEvent"}
 
@@ -123,6 +126,10 @@ class Repository:
         self.lock_timeout = lock_timeout
         # Test hook: called with a step name during commit; raising there simulates a crash.
         self.fault_point: Callable[[str], None] = lambda step: None
+        # Called with the stored document of every version once it is written (a transaction's
+        # after its commit): subscriptions queue their notifications here. A listener's failure
+        # is logged and never undoes or fails the write.
+        self.write_listeners: list[Callable[[dict], None]] = []
 
     def coll(self, rt: str):
         """The collection holding resources of this type."""
@@ -315,6 +322,7 @@ class Repository:
                             raise precondition_failed(f"{key} was modified concurrently (If-Match {if_match}).")
                         continue
             created = previous_vid == 0 or (doc is not None and doc["state"] == "deleted")
+            self._written([{"_id": key, **new_fields}])
             return Version(rt, rid, vid, ts, resource is None, self._public(stored), method), created
         raise conflict(f"{key} is under heavy concurrent modification; retry later.")
 
@@ -425,6 +433,7 @@ class Repository:
         raise conflict(f"{doc['_id']} is being written by a transaction; retry shortly.")
 
     def _apply_journal(self, txid: str, journal_ops: list[dict]) -> None:
+        written = []
         for op in journal_ops:
             rt, rid, vid = op["rt"], op["rid"], op["vid"]
             hist = self._history_doc(rt, rid, vid, op["ts"], op["res"], op["method"], txid)
@@ -438,8 +447,18 @@ class Repository:
             self.coll(rt).update_one(
                 {"_id": f"{rt}/{rid}", "txn": txid}, {"$set": fields, "$unset": {"txn": "", "txn_at": ""}}
             )
+            written.append({"_id": f"{rt}/{rid}", **fields})
             self.fault_point("applied-one")
         self.journal.delete_one({"_id": txid})
+        self._written(written)
+
+    def _written(self, docs: list[dict]) -> None:
+        for listener in self.write_listeners:
+            for doc in docs:
+                try:
+                    listener(doc)
+                except Exception:
+                    log.exception("write listener failed on %s", doc.get("_id"))
 
     def _release(self, txid: str) -> None:
         for coll in (self.resources, self.audit):
