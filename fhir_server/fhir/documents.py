@@ -7,7 +7,10 @@ import binascii
 import copy
 
 from fhir_server.fhir.errors import FhirError, Issue, conflict, unprocessable
+from fhir_server.fhir.pdsm import sha1_base64
 
+TRE_A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
+ADVANCE_DIRECTIVES = (TRE_A05, "EXPPAT_3")
 PATIENT_UPLOAD_TYPES = {f"DOCPAT0{i}" for i in range(1, 10)}
 MAX_PATIENT_UPLOAD_BYTES = 5 * 1024 * 1024
 # What patients may upload, recognised by the bytes themselves (magic numbers), not the header.
@@ -64,6 +67,19 @@ def decode(data: str, expression: str) -> bytes:
         raise unprocessable([Issue("attachment.data is not valid base64.", "value", expression=[expression])]) from None
 
 
+def check_declared_size_and_hash(attachment: dict, data: bytes, expression: str) -> None:
+    """ITI-105: size and hash, when the publisher gives them, must be those of the inline bytes."""
+    issues = []
+    if "size" in attachment and attachment["size"] != len(data):
+        issues.append(Issue(f"size {attachment['size']} differs from the {len(data)} bytes sent.", "value",
+                            expression=[f"{expression}.size"]))
+    if "hash" in attachment and attachment["hash"] != sha1_base64(data):
+        issues.append(Issue("hash is not the SHA-1 of the bytes sent (base64 of the 20-byte digest).", "value",
+                            expression=[f"{expression}.hash"]))
+    if issues:
+        raise unprocessable(issues)
+
+
 def subject_patient(document: dict) -> str | None:
     ref = (document.get("subject") or {}).get("reference") or ""
     return ref.split("/", 1)[1] if ref.startswith("Patient/") else None
@@ -86,7 +102,8 @@ def check_resubmission(repository, document: dict, own_id: str | None) -> None:
 
 
 def replaced_targets(repository, document: dict) -> list[tuple[str, dict]]:
-    """The documents this one replaces, each checked (current, same patient): [(id, superseded copy)]."""
+    """The documents this one replaces, each checked (current, same patient): [(id, superseded copy)].
+    A new version of the patient's advance directives (EXPPAT_3) replaces the current one implicitly."""
     out = []
     patient = subject_patient(document)
     for i, relation in enumerate(document.get("relatesTo", [])):
@@ -105,7 +122,23 @@ def replaced_targets(repository, document: dict) -> list[tuple[str, dict]]:
             raise unprocessable([Issue(f"{ref} is {old.get('status')}: only a current document can be replaced.", "business-rule", expression=where)])
         if subject_patient(old) != patient:
             raise unprocessable([Issue(f"{ref} belongs to another patient.", "business-rule", expression=where)])
-        superseded = copy.deepcopy(old)
-        superseded["status"] = "superseded"
-        out.append((rid, superseded))
+        out.append((rid, _superseded(old)))
+    if ADVANCE_DIRECTIVES in _type_codes(document) and patient:
+        # EXPPAT_3: the patient's advance directives are one document; a new version supersedes the previous
+        query = {"rt": "DocumentReference", "state": "live", "comp": f"Patient/{patient}",
+                 "ix.tk": f"type|{ADVANCE_DIRECTIVES[0]}|{ADVANCE_DIRECTIVES[1]}"}
+        named = {rid for rid, _ in out}
+        for doc in repository.find_docs(query, {"rid": 1, "res": 1}):
+            if doc["res"].get("status") == "current" and doc["rid"] not in named:
+                out.append((doc["rid"], _superseded(doc["res"])))
     return out
+
+
+def _superseded(document: dict) -> dict:
+    superseded = copy.deepcopy(document)
+    superseded["status"] = "superseded"
+    return superseded
+
+
+def _type_codes(document: dict) -> set[tuple[str, str]]:
+    return {(c.get("system"), c.get("code")) for c in (document.get("type") or {}).get("coding", [])}

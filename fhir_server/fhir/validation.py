@@ -1,15 +1,15 @@
 """Parsing and validation of incoming resources.
 
 Two layers: the R4B structural models of `fhir.resources` (datatypes, cardinalities, unknown
-elements), then the DMP profile rules kept as JSON Schema in `profiles/schemas/` (value sets,
-INS identifier with a valid NIR key...), which the structural models do not check.
+elements), then the DMP profiles that apply (fhir/profiles.py: JSON Schema compiled from the
+StructureDefinitions, their FHIRPath invariants such as the INS-NIR key, and a few coded rules),
+which the structural models do not check.
 """
 
 from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -17,17 +17,9 @@ import orjson
 import pydantic
 from fhir.resources.R4B import get_fhir_model_class
 
-from fhir_server.fhir import nir
+from fhir_server.fhir import pdsm, profiles
 from fhir_server.fhir.errors import FhirError, Issue, bad_request, unprocessable
-
-PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
-
-format_checker = jsonschema.FormatChecker()
-
-
-@format_checker.checks("fr-nir")
-def _is_nir(value: object) -> bool:
-    return isinstance(value, str) and nir.is_valid_nir(value)
+from fhir_server.fhir.resource_types import PROFILE_BASE, get_resource_type
 
 
 def parse_json(body: bytes) -> Any:
@@ -76,35 +68,64 @@ def structural_issues(resource: dict) -> list[Issue]:
 
 
 @lru_cache(maxsize=None)
-def _profile_validator(resource_type: str) -> jsonschema.protocols.Validator | None:
-    path = PROFILES_DIR / "schemas" / f"{resource_type}.schema.json"
-    if not path.exists():
-        return None
-    schema = json.loads(path.read_text(encoding="utf-8"))
+def _schema_validator(profile_url: str) -> jsonschema.protocols.Validator:
+    sd = profiles.structure_definition(profile_url)
+    schema = json.loads(profiles.schema_path(sd).read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema, format_checker=format_checker)
+    return cls(schema)
 
 
-def _json_path_to_fhirpath(resource_type: str, path) -> str:
-    return _fhirpath(resource_type, tuple(path))
+def _schema_issue(resource_type: str, err: jsonschema.ValidationError) -> Issue:
+    where = list(err.absolute_path)
+    if err.validator == "required":
+        where.append(err.message.split("'")[1])  # jsonschema: "'<name>' is a required property", one per name
+        return Issue(f"{_fhirpath(resource_type, tuple(where))} is required by the profile (min 1).", "required",
+                     expression=[_fhirpath(resource_type, tuple(where))])
+    if err.validator == "contains" and where and where[-1] == "coding":
+        where.pop()  # a CodeableConcept's binding: name the element, not its coding list
+    description = err.schema.get("description") if isinstance(err.schema, dict) else None
+    return Issue(description or err.message, "code-invalid" if "value set" in (description or "") else "value",
+                 expression=[_fhirpath(resource_type, tuple(where))])
 
 
-def profile_issues(resource: dict) -> list[Issue]:
-    """Issues from the DMP profile of the resource type (JSON Schema in profiles/schemas)."""
-    validator = _profile_validator(resource["resourceType"])
-    if validator is None:
-        return []
-    issues = []
-    for err in sorted(validator.iter_errors(resource), key=lambda e: list(e.absolute_path)):
-        message = err.schema.get("description") if err.validator in ("format", "contains") else None
-        issues.append(
-            Issue(
-                message or err.message,
-                code="invariant" if err.validator in ("format", "contains") else "value",
-                expression=[_json_path_to_fhirpath(resource["resourceType"], err.absolute_path)],
-            )
-        )
+# Rules of a profile that need code rather than a schema or a FHIRPath invariant.
+PROFILE_RULES = {
+    PROFILE_BASE + "dmp-documentreference": pdsm.type_class_issues,
+}
+
+
+def applicable_profiles(resource: dict, extra: tuple[str, ...] = ()) -> list[str]:
+    """The DMP profile of the type, the shipped profiles the resource claims, and the extra ones asked for."""
+    rt = get_resource_type(resource.get("resourceType"))
+    meta = resource.get("meta")
+    claims = meta.get("profile") if isinstance(meta, dict) else None  # may be malformed: structure is checked apart
+    claimed = [p for p in claims if isinstance(p, str) and profiles.structure_definition(p)] if isinstance(claims, list) else []
+    urls = ([rt.profile] if rt and rt.profile else []) + claimed + list(extra)
+    return [u for i, u in enumerate(urls) if u not in urls[:i]]
+
+
+def profile_issues(resource: dict, extra_profiles: tuple[str, ...] = ()) -> list[Issue]:
+    """Issues from the DMP profiles that apply: compiled JSON Schema, FHIRPath invariants, rules."""
+    rt = resource["resourceType"]
+    issues: list[Issue] = []
+    seen: set[tuple] = set()
+    for url in applicable_profiles(resource, extra_profiles):
+        sd = profiles.structure_definition(url)
+        if sd["type"] != rt:
+            issues.append(Issue(f"Profile {url} constrains {sd['type']}, not {rt}.", "invalid", expression=[rt]))
+            continue
+        found = [_schema_issue(rt, e) for e in sorted(_schema_validator(url).iter_errors(resource),
+                                                      key=lambda e: list(map(str, e.absolute_path)))]
+        found += [Issue(f"{inv.key}: {inv.human}", "invariant", expression=[where])
+                  for inv, where in profiles.failed_invariants(url, resource)]
+        rule = PROFILE_RULES.get(url)
+        found += rule(resource) if rule else []
+        for issue in found:  # a profile repeats its ancestors' rules: report each problem once
+            key = (issue.diagnostics, tuple(issue.expression or ()))
+            if key not in seen:
+                seen.add(key)
+                issues.append(issue)
     return issues
 
 
@@ -123,18 +144,16 @@ def check_resource_shape(resource: Any, expected_type: str | None = None) -> str
     return resource_type
 
 
-def validate_resource(resource: dict) -> None:
-    """Raise 422 with one issue per problem when the resource breaks R4 or its DMP profile."""
-    issues = structural_issues(resource)
-    if not issues:
-        issues = profile_issues(resource)
+def validate_resource(resource: dict, extra_profiles: tuple[str, ...] = ()) -> None:
+    """Raise 422 with one issue per problem when the resource breaks R4 or its DMP profiles."""
+    issues = issues_for(resource, extra_profiles)
     if issues:
         raise unprocessable(issues)
 
 
-def issues_for(resource: dict) -> list[Issue]:
-    """All issues without raising (used by $validate)."""
-    return structural_issues(resource) + profile_issues(resource)
+def issues_for(resource: dict, extra_profiles: tuple[str, ...] = ()) -> list[Issue]:
+    """All issues without raising (used by $validate and bundles)."""
+    return structural_issues(resource) + profile_issues(resource, extra_profiles)
 
 
 __all__ = [

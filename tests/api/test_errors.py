@@ -48,7 +48,7 @@ def test_dmp_patient_needs_an_ins_nir_with_a_valid_key(client, value):
     patient = make_patient()
     patient["identifier"][0]["value"] = value
     body = assert_outcome(client.post("/fhir/Patient", json=patient), 422)
-    assert body["issue"][0]["expression"] == ["Patient.identifier[0].value"]
+    assert body["issue"][0]["expression"] == ["Patient.identifier[0]"]  # invariant dmp-pat-2 on each identifier
 
 
 def test_corsican_nir_is_accepted(client):
@@ -120,9 +120,25 @@ def test_validate_lists_every_problem_with_its_expression(client):
     response = client.post("/fhir/Patient/$validate", json=patient)
     assert response.status_code == 200
     expressions = {e for issue in response.json["issue"] for e in issue.get("expression", [])}
-    assert {"Patient.birthDate", "Patient.identifier[0].value"} <= expressions
+    assert {"Patient.birthDate", "Patient.identifier[0]"} <= expressions
     ok = client.post("/fhir/Patient/$validate", json={"resourceType": "Parameters", "parameter": [
         {"name": "resource", "resource": make_patient()}, {"name": "mode", "valueCode": "create"}]})
     assert ok.json["issue"][0]["severity"] == "information"
     assert client.post("/fhir/Patient/$validate", json={"resourceType": "Parameters", "parameter": [
         {"name": "mode", "valueCode": "explode"}]}).status_code == 400
+
+
+def test_validate_against_a_named_profile_lists_its_rules(client):
+    from fhir_server.fhir.provide_bundle import LAB_REPORT, Doc, document_reference
+
+    doc = document_reference(Doc(**LAB_REPORT), "Patient/p1", "Practitioner/a1", "Binary/b1")
+    del doc["masterIdentifier"], doc["context"]["period"]
+    plain = client.post("/fhir/DocumentReference/$validate", json=doc).json
+    assert plain["issue"][0]["severity"] == "information"  # the base DMP profile asks less
+    comprehensive = "https://dmp-fhir.github.io/ig/StructureDefinition/dmp-documentreference-comprehensive"
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": doc}, {"name": "profile", "valueUri": comprehensive}]}
+    expressions = {e for i in client.post("/fhir/DocumentReference/$validate", json=body).json["issue"] for e in i["expression"]}
+    assert expressions == {"DocumentReference.masterIdentifier", "DocumentReference.context.period"}
+    unknown = client.post("/fhir/DocumentReference/$validate?profile=http://example.org/nope", json=doc)
+    assert unknown.status_code == 400

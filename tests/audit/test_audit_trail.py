@@ -67,6 +67,7 @@ def test_search_is_one_event_naming_the_patients_and_the_query(dmp_app, as_actor
 def test_refused_and_unauthenticated_requests_are_traced(dmp_app, as_actor):
     as_actor("dr-blocked").post("/fhir/DocumentReference", json={
         "resourceType": "DocumentReference", "status": "current", "subject": {"reference": "Patient/helene"},
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
         "content": [{"attachment": {"contentType": "text/plain"}}]})
     event = last_event(dmp_app)
     assert event["action"] == "C" and event["outcome"] == "4"

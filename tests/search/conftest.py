@@ -8,6 +8,7 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from fhir_server.fhir.pdsm import class_of_type
 from tests.conftest import INS_NIR, LOINC, RPPS, FhirClient, make_patient
 
 TRE_G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
@@ -15,6 +16,7 @@ TRE_R38 = "https://mos.esante.gouv.fr/NOS/TRE_R38-SpecialiteOrdinale/FHIR/TRE-R3
 TRE_A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 FINESS = "urn:oid:1.2.250.1.71.4.2.2"
+TRE_A03, CLASS_OF_TYPE = class_of_type()  # the DMP class of each document type (ConceptMap ASS_X16)
 
 
 def _doc(rid, patient, author, loinc, date, status="current", labels=("N",), period_start=None, **extra):
@@ -24,7 +26,7 @@ def _doc(rid, patient, author, loinc, date, status="current", labels=("N",), per
         "status": status,
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:oid:1.2.250.1.999.{rid}"},
         "type": {"coding": [{"system": LOINC, "code": loinc}]},
-        "category": [{"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "10"}]}],
+        "category": [{"coding": [{"system": TRE_A03, "code": CLASS_OF_TYPE.get((LOINC, loinc), "10")}]}],
         "subject": {"reference": f"Patient/{patient}"},
         "date": date,
         "author": [{"reference": f"Practitioner/{author}"}],
