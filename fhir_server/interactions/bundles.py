@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from fhir_server.fhir import documents
+from fhir_server.fhir import documents, pdsm
 from fhir_server.fhir.bundle import new_bundle
 from fhir_server.fhir.errors import FhirError, Issue, bad_request, not_found, operation_outcome, precondition_failed
 from fhir_server.fhir.validation import check_resource_shape, issues_for, structural_issues
@@ -31,6 +31,7 @@ from fhir_server.interactions.search import SearchInteractions
 from fhir_server.storage.repository import Repository, Version, WriteOp
 
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
+STRING_FIELDS = ("ifMatch", "ifNoneMatch", "ifNoneExist", "ifModifiedSince")
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
@@ -71,11 +72,17 @@ class BundleInteractions:
             raise bad_request("Bundle.entry must be an array.", ["Bundle.entry"])
         for i, entry in enumerate(entries):
             request = entry.get("request") if isinstance(entry, dict) else None
-            if not isinstance(request, dict) or request.get("method") not in METHOD_ORDER or not request.get("url"):
+            method, url = (request.get("method"), request.get("url")) if isinstance(request, dict) else (None, None)
+            if not isinstance(method, str) or method not in METHOD_ORDER or not isinstance(url, str) or not url:
                 raise bad_request(
                     f"Bundle.entry[{i}].request must have a method (GET, POST, PUT, PATCH, DELETE) and a url.",
                     [f"Bundle.entry[{i}].request"],
                 )
+            # the other strings of an entry are used as strings (URL keys, search criteria, ETags)
+            texts = [("fullUrl", entry.get("fullUrl"))] + [(f"request.{k}", request.get(k)) for k in STRING_FIELDS]
+            for name, value in texts:
+                if value is not None and not isinstance(value, str):
+                    raise bad_request(f"Bundle.entry[{i}].{name} must be a string.", [f"Bundle.entry[{i}].{name}"])
         if kind == "batch":
             return self._batch(ctx, entries)
         return self._transaction(ctx, entries)
@@ -191,8 +198,11 @@ class BundleInteractions:
                     if found:
                         plan["rid"] = found[0].rid
                     elif method == "PUT":
-                        resource = entry.get("resource") or {}
-                        plan["rid"] = resource.get("id") or uuid.uuid4().hex
+                        resource = entry.get("resource")
+                        client_id = resource.get("id") if isinstance(resource, dict) else None
+                        if client_id is not None:
+                            check_id(client_id)
+                        plan["rid"] = client_id or uuid.uuid4().hex
                         plan["create"] = True
                     elif method == "DELETE":
                         plan["noop_delete"] = True
@@ -204,7 +214,8 @@ class BundleInteractions:
                     id_map[full] = f"{rt}/{plan['rid']}"
             plans.append(plan)
         # 2. rewrite references, build resources, validate everything
-        issues: list[Issue] = []
+        provide_bundle = pdsm.is_provide_bundle(entries)  # ITI-65: PDSm Comprehensive rules on top
+        issues: list[Issue] = pdsm.provide_bundle_issues(entries) if provide_bundle else []
         ops: list[WriteOp] = []
         touched: set[str] = set()
         replacements: list[tuple[int, str, dict]] = []
@@ -251,13 +262,14 @@ class BundleInteractions:
                     )
             resource = dict(resource)
             resource["id"] = plan["rid"]
-            for issue in issues_for(resource):
+            for issue in issues_for(resource, _provide_bundle_profiles(resource, method) if provide_bundle else ()):
                 issue.expression = [f"Bundle.entry[{i}].resource" + e[len(plan['rt']):] for e in issue.expression]
                 issue.diagnostics = f"Bundle.entry[{i}] ({plan['rt']}): {issue.diagnostics}"
                 issues.append(issue)
             interaction = {"POST": "create", "PUT": "update", "PATCH": "patch"}[method]
             if not issues:
                 ctx.access.check_write(interaction, plan["rt"], resource, current_doc)
+                resource = self.resources.before_write(ctx, plan["rt"], plan["rid"], resource, current_doc)
                 if interaction == "create":
                     resource = ctx.access.apply_patient_defaults(plan["rt"], resource)
                 if interaction == "create" and plan["rt"] == "DocumentReference":
@@ -307,6 +319,15 @@ class BundleInteractions:
         return self._response_entry(ctx, self.resources.written(ctx, version, status))
 
 
+def _provide_bundle_profiles(resource: dict, method: str) -> tuple[str, ...]:
+    """What ITI-65 requires of a new entry beyond its type's DMP profile."""
+    if method != "POST":
+        return ()
+    if resource.get("resourceType") == "DocumentReference":
+        return (pdsm.COMPREHENSIVE_DOCUMENT,)
+    return (pdsm.SUBMISSION_SET,) if pdsm.is_submission_set(resource) else ()
+
+
 def _rewrite(value, id_map: dict[str, str]):
     """Replace every string equal to a Bundle fullUrl by the resource's server reference."""
     if isinstance(value, dict):
@@ -323,7 +344,7 @@ def _patch_body(resource) -> list:
     if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
         try:
             return orjson.loads(base64.b64decode(resource.get("data") or ""))
-        except (binascii.Error, orjson.JSONDecodeError, ValueError):
+        except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError):
             raise bad_request("The PATCH entry's Binary does not hold a JSON Patch document.") from None
     if isinstance(resource, list):
         return resource

@@ -28,7 +28,7 @@ def require_type(name: str, interaction: str):
 
 
 def check_id(rid: str) -> None:
-    if not rid or len(rid) > 64 or not set(rid) <= ID_CHARS:
+    if not isinstance(rid, str) or not rid or len(rid) > 64 or not set(rid) <= ID_CHARS:
         raise bad_request(f"'{rid}' is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}}).", ["id"])
 
 
@@ -57,6 +57,13 @@ class ResourceInteractions:
     def __init__(self, repository: Repository, search: SearchEngine):
         self.repository = repository
         self.search = search
+        # Per-type write hooks (e.g. Subscription): `before_write(ctx, rt, rid, resource, current_doc)`
+        # returns the resource to store, after the access checks, for creates, updates and patches.
+        self.write_hooks: dict = {}
+
+    def before_write(self, ctx: RequestContext, rt: str, rid: str, resource: dict, current_doc: dict | None) -> dict:
+        hook = self.write_hooks.get(rt)
+        return hook.before_write(ctx, rt, rid, resource, current_doc) if hook else resource
 
     # ---------------------------------------------------------------- access
     def visible_doc(self, ctx: RequestContext, rt: str, rid: str, letter: str = "r") -> dict:
@@ -110,9 +117,11 @@ class ResourceInteractions:
         headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         return Result(206, None, headers, raw=data[start : end + 1], raw_content_type=content_type)
 
-    def validate(self, ctx: RequestContext, rt: str, body) -> Result:
+    def validate(self, ctx: RequestContext, rt: str, body, profile: str | None = None) -> Result:
         """$validate: every problem the server would refuse the resource for, with its FHIRPath.
-        Accepts the resource itself or a Parameters with `resource` and `mode` (create, update, delete)."""
+        Accepts the resource itself or a Parameters with `resource`, `mode` (create, update, delete)
+        and `profile` (a shipped DMP profile to check against as well; also a query parameter)."""
+        from fhir_server.fhir.profiles import structure_definition
         from fhir_server.fhir.validation import issues_for
 
         require_type(rt, "read")
@@ -120,18 +129,28 @@ class ResourceInteractions:
         resource = body
         if isinstance(body, dict) and body.get("resourceType") == "Parameters":
             resource = None
-            for param in body.get("parameter", []):
+            parameters = body.get("parameter", [])
+            if not isinstance(parameters, list) or not all(isinstance(p, dict) for p in parameters):
+                raise bad_request("Parameters.parameter must be an array of objects.", ["Parameters.parameter"])
+            for param in parameters:
                 if param.get("name") == "resource":
                     resource = param.get("resource")
                 elif param.get("name") == "mode":
                     mode = param.get("valueCode") or param.get("valueString") or mode
+                elif param.get("name") == "profile":
+                    profile = param.get("valueUri") or param.get("valueCanonical") or param.get("valueString")
             if mode not in ("create", "update", "delete"):
                 raise bad_request(f"$validate mode '{mode}' is not one of create, update, delete.", ["mode"])
+        if profile is not None and not isinstance(profile, str):
+            raise bad_request("The $validate profile must be a canonical URL (a string).", ["profile"])
+        if profile and structure_definition(profile) is None:
+            raise bad_request(f"Profile '{profile}' is not one this server ships (see CapabilityStatement supportedProfile).",
+                              ["profile"], code="not-supported")
         if mode == "delete":
             issues = []
         else:
             check_resource_shape(resource, rt)
-            issues = issues_for(resource)
+            issues = issues_for(resource, (profile,) if profile else ())
             if mode == "update" and not resource.get("id"):
                 issues.append(Issue("An update needs the resource id.", "required", "error", [f"{rt}.id"]))
         if not issues:
@@ -156,13 +175,16 @@ class ResourceInteractions:
         resource = ctx.access.apply_patient_defaults(rt, resource)
         if rt == "DocumentReference":
             return self._create_document(ctx, resource)
-        version = self.repository.create(resource)
+        rid = self.repository.ids()
+        resource = self.before_write(ctx, rt, rid, resource, None)
+        version = self.repository.create(resource, rid)
         return self.written(ctx, version, 201)
 
     def _create_document(self, ctx: RequestContext, document: dict) -> Result:
         """MHD ITI-105 / PDSm: inline content becomes a Binary, resubmissions are refused, and a
         replacement supersedes the replaced document in the same atomic write."""
         from fhir_server.fhir import documents
+        from fhir_server.fhir.pdsm import sha1_base64
         from fhir_server.storage.repository import WriteOp, new_id
 
         documents.check_resubmission(self.repository, document, None)
@@ -178,7 +200,9 @@ class ResourceInteractions:
                       "data": attachment.pop("data")}
             binary_id = new_id()
             attachment["url"] = f"Binary/{binary_id}"
+            documents.check_declared_size_and_hash(attachment, data, f"DocumentReference.content[{i}].attachment")
             attachment.setdefault("size", len(data))
+            attachment.setdefault("hash", sha1_base64(data))
             ctx.access.check_write("create", "Binary", binary, None)
             ops.append(WriteOp("Binary", binary_id, binary, "POST", 0))
         for rid, superseded in replaced:
@@ -205,6 +229,7 @@ class ResourceInteractions:
         current = self.repository.current_doc(rt, rid, with_index=True)
         existing = current if current is not None and current["state"] == "live" else None
         ctx.access.check_write("update", rt, resource, existing)
+        resource = self.before_write(ctx, rt, rid, resource, existing)
         version, created = self.repository.update(rt, rid, resource, parse_etag(if_match))
         return self.written(ctx, version, 201 if created else 200)
 
@@ -233,11 +258,13 @@ class ResourceInteractions:
             raise FhirError(422, "A patch may not change resourceType or id.", "processing", [f"{rt}.id"])
         validate_resource(patched)
         ctx.access.check_write("patch", rt, patched, doc)
+        patched = self.before_write(ctx, rt, rid, patched, doc)
         expected = parse_etag(if_match) if if_match else current.vid
         version, _ = self.repository.update(rt, rid, patched, expected, method="PATCH")
         return self.written(ctx, version, 200)
 
     def conditional_patch(self, ctx: RequestContext, rt: str, query: str, operations, if_match: str | None) -> Result:
+        require_type(rt, "patch")
         matches = self.match(ctx, rt, query, "conditional patch")
         if not matches:
             raise not_found(f"No {rt} matches '{query}'.")
@@ -276,6 +303,8 @@ class ResourceInteractions:
         if not params:
             raise bad_request(f"The {what} criteria are empty.", [what])
         request = self.search.parse(rt, params, strict=True)
+        if not request.criteria:  # only result parameters (_format, _count, _sort...): they would match everything
+            raise bad_request(f"The {what} criteria select nothing: name at least one search parameter.", [what])
         request.count, request.total, request.includes, request.revincludes = 2, "none", [], []
         return self.search.execute(request, (ctx.base_url,), access=ctx.access).matches
 

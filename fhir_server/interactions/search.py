@@ -8,10 +8,26 @@ from fhir_server.fhir.resource_types import RESOURCE_TYPES
 from fhir_server.interactions.context import RequestContext, Result
 from fhir_server.interactions.resources import require_type
 from fhir_server.search.dates import DateFormatError, date_range
-from fhir_server.search.engine import SearchEngine, encode_cursor
+from fhir_server.search.engine import SearchEngine, criterion_code, encode_cursor
 from fhir_server.storage.repository import Repository, Version
 
 HISTORY_DEFAULT_COUNT = 50
+
+
+def find_document_references_issue(criteria: list[tuple[str, str]]) -> Issue | None:
+    """IHE MHD ITI-67: a consumer names the patient (patient or patient.identifier) and the status.
+    A search by _id is a read in search form and needs neither. With `Prefer: handling=strict` a
+    search without them is refused (400); by default it runs, with a warning in the Bundle, as FHIR's
+    lenient handling does for other search problems, so generic FHIR clients keep working."""
+    codes = {criterion_code(name) for name, _ in criteria}
+    if "_id" in codes:
+        return None
+    missing = [p for p, names in (("patient", {"patient", "subject"}), ("status", {"status"})) if not codes & names]
+    if not missing:
+        return None
+    return Issue("Find Document References (ITI-67) requires " + " and ".join(missing)
+                 + " (patient or patient.identifier, plus status, e.g. status=current).", "required", "warning",
+                 expression=missing)
 
 
 class SearchInteractions:
@@ -33,6 +49,11 @@ class SearchInteractions:
             ctx.access.require(rt, "search-type")
         request = self.engine.parse(rt, params, strict=ctx.prefer_handling == "strict")
         request.compartment = compartment
+        warnings = [Issue(f"Unknown search parameter '{n}' ignored.", "not-supported", "warning") for n in request.unknown]
+        if rt == "DocumentReference" and compartment is None and (issue := find_document_references_issue(request.criteria)):
+            if ctx.prefer_handling == "strict":
+                raise bad_request(issue.diagnostics, issue.expression, code="required")
+            warnings.append(issue)
         if types:
             request.types = types
         result = self.engine.execute(request, (ctx.base_url,), access=ctx.access)
@@ -51,19 +72,9 @@ class SearchInteractions:
         bundle["link"] = links
         entries = [self._entry(ctx, v, "match", request.summary, request.elements) for v in result.matches]
         entries += [self._entry(ctx, v, "include", request.summary, request.elements) for v in result.included]
-        if request.unknown:
-            entries.append(
-                {
-                    "resource": {
-                        "resourceType": "OperationOutcome",
-                        "issue": [
-                            Issue(f"Unknown search parameter '{n}' ignored.", "not-supported", "warning").to_fhir()
-                            for n in request.unknown
-                        ],
-                    },
-                    "search": {"mode": "outcome"},
-                }
-            )
+        if warnings:
+            entries.append({"resource": {"resourceType": "OperationOutcome", "issue": [w.to_fhir() for w in warnings]},
+                            "search": {"mode": "outcome"}})
         if request.summary != "count":
             bundle["entry"] = entries
         return Result(200, bundle)
@@ -140,9 +151,8 @@ class SearchInteractions:
             page = versions[start : start + count]
             next_cursor = str(start + count) if start + count < total else None
         else:
-            query: dict = {}
-            if rt:
-                query["rt"] = rt
+            # system history covers the types with a type history (not Subscription: owners only)
+            query: dict = {"rt": rt or {"$in": [t for t, d in RESOURCE_TYPES.items() if d.supports("history-type")]}}
             if since:
                 query["ts"] = {"$gte": since}
             total = self.repository.count_history(query)

@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 TRE_A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+TRE_A03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
+from fhir_server.fhir.documents import TRE_A05  # noqa: E402  (one definition of the NOS system)
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 MASQUE_PS = f"security-label|{TRE_A07}|MASQUE_PS"
 INVISIBLE_PATIENT = f"security-label|{TRE_A07}|INVISIBLE_PATIENT"
@@ -192,10 +194,17 @@ class RequestAccess:
             self.decisions.append(Decision(False, "read", f"{doc['_id']} hidden"))
         return allowed
 
+    def invalidate(self, resource_type: str) -> None:
+        """Forget the cached filters of a type whose visibility this request has just changed."""
+        self._filters = {k: v for k, v in self._filters.items() if k[0] != resource_type}
+        self._cache.pop(resource_type, None)
+
     def _dmp_filter(self, resource_type: str) -> dict:
         kind = self.kind
         if kind == "operator":
             return {}
+        if resource_type == "Subscription":
+            return self._subscription_filter()
         if kind == "system":
             if resource_type == "Binary":
                 return self._binary_filter()
@@ -352,6 +361,16 @@ class RequestAccess:
         self._cache["facts"] = facts
         return facts
 
+    # ------------------------------------------------------------------ subscriptions
+    def _subscription_filter(self) -> dict:
+        """A subscription is seen, and so changed, by its owner only (the client and user that
+        created it; system clients included: its headers may carry the endpoint's credentials)."""
+        if "Subscription" not in self._cache:
+            from fhir_server.subscriptions.owner import owned_subscriptions
+
+            self._cache["Subscription"] = owned_subscriptions(self.policy.repository.db, self.principal)
+        return {"_id": {"$in": self._cache["Subscription"]}}
+
     # ------------------------------------------------------------------ shared rules
     def _closed_patients(self) -> list[str]:
         return self._facts()["closed"]
@@ -428,6 +447,11 @@ class RequestAccess:
             raise self._deny("This DMP is closed: no new document or change can be added.", "closed-record")
         if self.kind == "system":
             return
+        if resource_type == "DocumentReference" and new is not None and is_reimbursement_data(new):
+            raise self._deny("Reimbursement data (REMB, class 60) is fed by the Assurance Maladie's system "
+                             "client only.", "reimbursement-by-system")
+        if resource_type == "Subscription" and self.kind in ("patient", "related-person", "practitioner"):
+            return  # their own only: an existing one is visible to its owner alone (checked above)
         if self.kind in ("patient", "related-person"):
             self._check_holder_write(resource_type, new, current_doc, patient)
         elif self.kind == "practitioner":
@@ -465,6 +489,13 @@ class RequestAccess:
 
 
 # ---------------------------------------------------------------------- helpers
+def is_reimbursement_data(document: dict) -> bool:
+    """Type REMB (TRE_A05) or class 60 (TRE_A03): the reimbursement history the CNAM feeds."""
+    codes = {(c.get("system"), c.get("code")) for c in (document.get("type") or {}).get("coding", [])}
+    classes = {(c.get("system"), c.get("code")) for cat in document.get("category") or [] for c in cat.get("coding", [])}
+    return (TRE_A05, "REMB") in codes or (TRE_A03, "60") in classes
+
+
 def _provision(consent: dict) -> tuple[dict, str | None]:
     ref = (consent.get("patient") or {}).get("reference") or ""
     patient = ref.split("/", 1)[1] if ref.startswith("Patient/") else None

@@ -89,6 +89,14 @@ def _revive(value):
     return value
 
 
+ARCHIVABLE = ("DocumentReference", "List")
+
+
+def criterion_code(name: str) -> str:
+    """The parameter code of a criterion name: 'patient.identifier' and 'status:not' give 'patient', 'status'."""
+    return name.split(".")[0].split(":")[0]
+
+
 class SearchEngine:
     def __init__(self, repository: Repository, registry: SearchRegistry, max_count: int, default_count: int):
         self.repository = repository
@@ -201,6 +209,9 @@ class SearchEngine:
         compiler = Compiler(base_prefixes)
         for name, raw in request.criteria:
             clauses.append(self._clause(request.resource_type, name, raw, compiler, access))
+        if request.resource_type in ARCHIVABLE and not {criterion_code(n) for n, _ in request.criteria} & {"isArchived", "_id"}:
+            # PDSm: an archived document or submission set stays current but leaves default searches
+            clauses.append(self._clause(request.resource_type, "isArchived:not", "true", compiler, access))
         if clauses:
             query["$and"] = clauses
         return query

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
+from fhir_server.fhir.documents import TRE_A05
 from tests.policy.conftest import document
+from tests.search.conftest import TRE_A03
 
 
 def new_doc(patient, author, rid=None):
@@ -59,7 +61,7 @@ def test_patient_scope_is_confined_to_the_patient_in_context_even_through_includ
 def test_v2_scope_restriction_narrows_by_type(as_actor):
     client = as_actor("helene", "patient/DocumentReference.rs?type=http://loinc.org|68599-0")
     bundle = client.get("/fhir/DocumentReference").json
-    assert {e["resource"]["id"] for e in bundle["entry"]} == {"doc-psy"}
+    assert {e["resource"]["id"] for e in bundle["entry"] if e["search"]["mode"] != "outcome"} == {"doc-psy"}
     assert client.get("/fhir/DocumentReference/doc-cr").status_code == 404
 
 
@@ -210,3 +212,19 @@ def test_history_of_a_deleted_document_is_not_shown_to_professionals(as_actor):
     assert as_actor("dr-other").get(f"/fhir/DocumentReference/{created['id']}/_history").status_code == 404
     assert as_actor("dr-other").get(f"/fhir/DocumentReference/{created['id']}/_history/1").status_code == 404
     assert as_actor("vendor").get(f"/fhir/DocumentReference/{created['id']}/_history").status_code == 200
+
+
+def remb(patient):
+    doc = new_doc(patient, "Organization/cnam")
+    doc["type"] = {"coding": [{"system": TRE_A05, "code": "REMB"}]}
+    doc["category"] = [{"coding": [{"system": TRE_A03, "code": "60"}]}]
+    return doc
+
+
+def test_reimbursement_history_is_fed_by_a_system_client_only(as_actor):
+    refused = as_actor("dr-martin").post("/fhir/DocumentReference", json=remb("helene"))
+    assert refused.status_code == 403 and "REMB" in refused.json["issue"][0]["diagnostics"]
+    assert as_actor("helene").post("/fhir/DocumentReference", json=remb("helene")).status_code == 403
+    fed = as_actor("vendor", "system/*.cruds").post("/fhir/DocumentReference", json=remb("helene"))
+    assert fed.status_code == 201, fed.json
+    assert as_actor("vendor", "system/*.cruds").delete(f"/fhir/DocumentReference/{fed.json['id']}").status_code == 204
