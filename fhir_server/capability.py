@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fhir_server import SOFTWARE_NAME, __version__
 from fhir_server.config import Settings
+from fhir_server.fhir.profiles import conformance_resources, profiles_for
 from fhir_server.fhir.resource_types import RESOURCE_TYPES
+from fhir_server.interactions.conformance import CONFORMANCE_TYPES, SEARCH_PARAMS
 from fhir_server.search.registry import load_registry
 
 RELEASE_DATE = "2026-11-26"
@@ -45,7 +47,17 @@ def capability_statement(base_url: str, settings: Settings) -> dict:
                 if p.type != "composite"
             ],
         }
+        sds = profiles_for(rt.name)
+        entry["profile"] = rt.profile
+        entry["supportedProfile"] = [sd["url"] for sd in sds] or None
         resources.append(_prune(entry))
+    for kind in CONFORMANCE_TYPES:
+        resources.append({
+            "type": kind,
+            "documentation": "Shipped with the server (profiles/), read-only and readable without a token.",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [{"name": "url", "definition": SEARCH_PARAMS["url"], "type": "uri"}],
+        })
     return {
         "resourceType": "CapabilityStatement",
         "id": "dmp-fhir-server",
@@ -82,14 +94,17 @@ def capability_statement(base_url: str, settings: Settings) -> dict:
                     },
                 ],
                 "operation": [
-                    {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
-                    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                    {"name": op["code"], "definition": op["url"]}
+                    for op in sorted(conformance_resources("OperationDefinition").values(), key=lambda o: o["code"])
                 ],
                 "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
                 "security": _security(base_url),
             }
         ],
     }
+
+
+OAUTH_URIS_SUBEXTENSIONS = ("authorize", "token", "register", "manage")
 
 
 def _security(base_url: str) -> dict:
@@ -109,7 +124,14 @@ def _security(base_url: str) -> dict:
         "extension": [
             {
                 "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                "extension": [{"url": name, "valueUri": url} for name, url in urls.items() if url],
+                # Only the sub-extensions that oauth-uris defines (FHIR R4: authorize, token, register,
+                # manage); the HL7 validator rejects any other. revoke and introspect are advertised in
+                # .well-known/smart-configuration.
+                "extension": [
+                    {"url": name, "valueUri": url}
+                    for name, url in urls.items()
+                    if url and name in OAUTH_URIS_SUBEXTENSIONS
+                ],
             }
         ],
         "description": "SMART App Launch 2.x (1.0 scopes understood); every answer is decided by the token's "

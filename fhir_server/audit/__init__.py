@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 FHIR_INTERACTIONS = {
     "batch_or_transaction": "transaction",
     "history_system": "history-system",
+    "search_system": "search-system",
     "search_system_post": "search-system",
     "search_type": "search-type",
+    "search_type_get": "search-type",
     "search_type_post": "search-type",
     "compartment_search": "search-type",
     "patient_everything": "operation",
@@ -38,6 +40,7 @@ FHIR_INTERACTIONS = {
     "conditional_delete": "delete",
     "history_type": "history-type",
     "read": "read",
+    "read_binary": "read",
     "update": "update",
     "patch": "patch",
     "delete": "delete",
