@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from fhir_server.fhir.resource_types import RESOURCE_TYPES
 from tests.conftest import FhirClient, make_document, make_patient, make_practitioner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,8 +85,16 @@ SERVER_ITEMS = [
     "operationoutcome-validate",
 ]
 PROFILE_FILES = _profile_files()
+def _patient_with_a_wrong_nir_key() -> dict:
+    patient = make_patient()
+    nir = patient["identifier"][0]["value"]
+    patient["identifier"][0]["value"] = nir[:13] + f"{(int(nir[13:]) % 97) + 1:02d}"
+    return patient
+
+
 NEGATIVE_ITEMS = {
     "patient-bad-gender": {**make_patient(), "gender": "femme"},
+    "patient-wrong-nir-key": _patient_with_a_wrong_nir_key(),
     "documentreference-no-status-no-content": {
         k: v for k, v in make_document("Patient/123").items() if k not in ("status", "content")
     },
@@ -265,7 +274,10 @@ def report(open_app, tmp_path_factory):
     for path in PROFILE_FILES:
         files[f"profiles/{path.relative_to(PROFILES)}"] = path
 
-    result = validator.run_validator([PROFILES], [directory, *PROFILE_FILES])
+    # Each type's DMP profile too, so the HL7 validator also judges our profiles' own rules
+    # (bindings, cardinalities, the NIR-key invariant) on what the server returns.
+    dmp_profiles = [rt.profile for rt in RESOURCE_TYPES.values() if rt.profile]
+    result = validator.run_validator([PROFILES], [directory, *PROFILE_FILES], dmp_profiles)
     if keep:
         (directory.parent / f"{directory.name}-report.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     by_file = {str(Path(f["file"]).resolve()): f for f in result["files"]}
@@ -303,6 +315,8 @@ def test_the_validator_really_validates(report):
     """Deliberately broken resources must produce errors, at the right places."""
     gender = _errors(report["negative-patient-bad-gender"])
     assert any(i["location"] == "Patient.gender" for i in gender), gender
+    nir = _errors(report["negative-patient-wrong-nir-key"])  # our profile's FHIRPath invariant, run by HAPI
+    assert [i["location"] for i in nir] == ["Patient.identifier[0]"] and "dmp-pat-2" in nir[0]["message"], nir
     document = _errors(report["negative-documentreference-no-status-no-content"])
     locations = " ".join(f"{i['location']} {i['message']}" for i in document)
     assert "status" in locations and "content" in locations, document
