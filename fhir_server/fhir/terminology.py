@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from pathlib import Path
-
-VALUESETS_DIR = Path(__file__).resolve().parent.parent.parent / "profiles" / "valuesets"
 
 
 @lru_cache(maxsize=None)
 def _value_sets() -> dict[str, dict]:
-    sets = {}
-    for path in sorted(VALUESETS_DIR.glob("*.json")):
-        value_set = json.loads(path.read_text(encoding="utf-8"))
-        sets[value_set["url"]] = value_set
-    return sets
+    from fhir_server.fhir.profiles import conformance_resources  # profiles/ files are read in one place
+
+    return {vs["url"]: vs for vs in conformance_resources("ValueSet").values()}
 
 
 def value_set(url: str) -> dict | None:
