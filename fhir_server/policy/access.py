@@ -446,6 +446,8 @@ class RequestAccess:
         if patient and self._patient_closed(patient) and resource_type != "Patient":
             raise self._deny("This DMP is closed: no new document or change can be added.", "closed-record")
         if self.kind == "system":
+            if resource_type == "DocumentReference" and current_doc is not None and new is not None:
+                _only_pdsm_mutable_changed(current_doc["res"], new)  # PDSm binds every producer
             return
         if resource_type == "DocumentReference" and new is not None and is_reimbursement_data(new):
             raise self._deny("Reimbursement data (REMB, class 60) is fed by the Assurance Maladie's system "

@@ -228,3 +228,12 @@ def test_reimbursement_history_is_fed_by_a_system_client_only(as_actor):
     fed = as_actor("vendor", "system/*.cruds").post("/fhir/DocumentReference", json=remb("helene"))
     assert fed.status_code == 201, fed.json
     assert as_actor("vendor", "system/*.cruds").delete(f"/fhir/DocumentReference/{fed.json['id']}").status_code == 204
+
+
+def test_a_system_client_too_changes_only_what_pdsm_lets_change(as_actor):
+    vendor = as_actor("vendor", "system/*.cruds")
+    created = vendor.post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-martin")).json
+    assert vendor.patch(f"/fhir/DocumentReference/{created['id']}", [{"op": "add", "path": "/description", "value": "x"}]).status_code == 405
+    archive = [{"op": "add", "path": "/extension", "value": [
+        {"url": "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived", "valueBoolean": True}]}]
+    assert vendor.patch(f"/fhir/DocumentReference/{created['id']}", archive).status_code == 200
