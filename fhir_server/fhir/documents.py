@@ -56,6 +56,27 @@ def is_patient_upload(document: dict) -> bool:
     return bool(codes & PATIENT_UPLOAD_TYPES)
 
 
+TRE_A00 = "https://mos.esante.gouv.fr/NOS/TRE_A00-ProducteurDocNonPS/FHIR/TRE-A00-ProducteurDocNonPS"
+PATIENT_PRODUCER = {"coding": [{"system": TRE_A00, "code": "EXP_PATIENT", "display": "Expression personnelle du patient"}]}
+
+
+def with_patient_producer(document: dict) -> dict:
+    """A patient's upload (DOCPAT01..09) is produced by EXP_PATIENT: facility and practice setting
+    default to it, and any other producer is refused."""
+    if not is_patient_upload(document):
+        return document
+    document = copy.deepcopy(document)
+    context = document.setdefault("context", {})
+    for element in ("facilityType", "practiceSetting"):
+        codes = {(c.get("system"), c.get("code")) for c in (context.get(element) or {}).get("coding", [])}
+        if not codes:
+            context[element] = copy.deepcopy(PATIENT_PRODUCER)
+        elif (TRE_A00, "EXP_PATIENT") not in codes:
+            raise unprocessable([Issue("A patient's document (DOCPAT) is produced by EXP_PATIENT (TRE_A00).",
+                                       "business-rule", expression=[f"DocumentReference.context.{element}"])])
+    return document
+
+
 def inline_attachments(document: dict) -> list[tuple[int, dict]]:
     return [(i, c["attachment"]) for i, c in enumerate(document.get("content", [])) if (c.get("attachment") or {}).get("data")]
 

@@ -273,6 +273,7 @@ class BundleInteractions:
                 if interaction == "create":
                     resource = ctx.access.apply_patient_defaults(plan["rt"], resource)
                 if interaction == "create" and plan["rt"] == "DocumentReference":
+                    resource = documents.with_patient_producer(resource)
                     documents.check_resubmission(self.repository, resource, plan["rid"])
                     for old_id, superseded in documents.replaced_targets(self.repository, resource):
                         replacements.append((i, old_id, superseded))

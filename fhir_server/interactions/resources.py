@@ -187,10 +187,10 @@ class ResourceInteractions:
         from fhir_server.fhir.pdsm import sha1_base64
         from fhir_server.storage.repository import WriteOp, new_id
 
+        document = documents.with_patient_producer(copy.deepcopy(document))
         documents.check_resubmission(self.repository, document, None)
         replaced = documents.replaced_targets(self.repository, document)
         ops: list[WriteOp] = []
-        document = copy.deepcopy(document)
         for i, attachment in documents.inline_attachments(document):
             where = f"DocumentReference.content[{i}].attachment.data"
             data = documents.decode(attachment["data"], where)

@@ -89,3 +89,16 @@ def test_patient_uploads_are_checked_against_their_bytes(client):
     assert client.post("/fhir/DocumentReference", json=text).status_code == 201
     png_as_pdf = inline_doc(pid, data=b"\x89PNG\r\n\x1a\n....", master="urn:oid:1.2.250.1.999.6", type_code="DOCPAT04")
     assert client.post("/fhir/DocumentReference", json=png_as_pdf).status_code == 422
+
+
+def test_a_patient_upload_is_produced_by_exp_patient(client):
+    from fhir_server.fhir.documents import TRE_A00
+
+    pid = patient_id(client)
+    created = client.post("/fhir/DocumentReference", json=inline_doc(pid, type_code="DOCPAT05")).json
+    context = created["context"]
+    assert context["facilityType"]["coding"][0]["code"] == context["practiceSetting"]["coding"][0]["code"] == "EXP_PATIENT"
+    other = inline_doc(pid, master="urn:oid:1.2.250.1.999.8", type_code="DOCPAT05")
+    other["context"]["facilityType"] = {"coding": [{"system": TRE_A00, "code": "ALIM_AM"}]}
+    refused = client.post("/fhir/DocumentReference", json=other)
+    assert refused.status_code == 422 and refused.json["issue"][0]["expression"] == ["DocumentReference.context.facilityType"]
