@@ -21,6 +21,9 @@ from fhir_server.config import Settings
 from fhir_server.fhir.nir import ins_identifier, make_nir
 
 ROOT = Path(__file__).resolve().parent.parent
+# Apps built by the suite deliver Subscriptions only when a test drives the worker
+# (tests/subscriptions): no idle delivery thread per app polling a database that stops first.
+os.environ.setdefault("DMP_SUBSCRIPTIONS_WORKER", "0")
 
 
 def _load_dbserver():
