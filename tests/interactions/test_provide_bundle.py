@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 
 import pytest
 
@@ -149,4 +150,23 @@ def test_a_bundle_with_two_submission_sets_or_foreign_resources_is_refused(clien
     assert response.status_code == 422
     text = str(response.json)
     assert "exactly one SubmissionSet" in text
+    assert stored(services) == before
+
+
+def test_a_replacement_in_the_mhd_patch_entry_form_and_a_second_replacement_of_the_same_version(client, services, record):
+    patient, author = record
+    first = client.post("/fhir", json=provide_bundle(patient, author, Doc(**IMAGING_REPORT))).json
+    old_id = first["entry"][1]["response"]["location"].split("/")[1]
+    bundle = provide_bundle(patient, author, Doc(**{**IMAGING_REPORT, "title": "CR d'imagerie (v2)"}, replaces=f"DocumentReference/{old_id}"))
+    patch = [{"op": "replace", "path": "/status", "value": "superseded"}]
+    bundle["entry"].append({"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                                         "data": base64.b64encode(json.dumps(patch).encode()).decode()},
+                            "request": {"method": "PATCH", "url": f"DocumentReference/{old_id}"}})
+    response = client.post("/fhir", json=bundle)
+    assert response.status_code == 200, response.json
+    assert client.get(f"/fhir/DocumentReference/{old_id}").json["status"] == "superseded"
+    before = stored(services)
+    again = provide_bundle(patient, author, Doc(**{**IMAGING_REPORT, "title": "v3"}, replaces=f"DocumentReference/{old_id}"))
+    refused = client.post("/fhir", json=again)
+    assert refused.status_code == 422 and "only a current document can be replaced" in str(refused.json)
     assert stored(services) == before
