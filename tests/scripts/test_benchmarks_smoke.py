@@ -98,3 +98,14 @@ def test_bench_search_runs(live_server, tmp_path):
     # The growth table reads the JSON results back.
     table = bench_search.main(["--compare", str(out), str(out)])["markdown"]
     assert "patient_by_ins" in table and "1.0x" in table
+
+
+@pytest.mark.timeout(120)
+def test_bench_iti65_runs(live_server, tmp_path):
+    bench_iti65 = _load("bench_iti65")
+    result = bench_iti65.main(["--base", live_server, "--documents", "6", "--per-bundle", "3", "--clients", "2",
+                               "--patients", "2", "--size-kb", "20", "--json", str(tmp_path / "iti65.json")])
+    assert result["errors"] == 0, result["first_error"]
+    assert result["documents"] == 6 and result["complete"]
+    for key in ("documents_per_s", "mb_per_s", "bundle_p50_ms", "bundle_p99_ms"):
+        assert _is_number(result[key]), key
