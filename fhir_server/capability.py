@@ -26,7 +26,7 @@ def capability_statement(base_url: str, settings: Settings) -> dict:
             "readHistory": True,
             "updateCreate": rt.supports("update"),
             "conditionalCreate": rt.supports("create"),
-            "conditionalRead": "not-supported",
+            "conditionalRead": "full-support",  # If-None-Match and If-Modified-Since answer 304
             "conditionalUpdate": rt.supports("update"),
             "conditionalDelete": "single" if rt.supports("delete") else "not-supported",
             "referencePolicy": ["literal", "logical", "local"],

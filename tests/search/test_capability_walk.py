@@ -124,3 +124,13 @@ def test_every_declared_operation_works(client, statement):
         body = {k: v for k, v in examples[resource["type"]].items() if k != "id"}
         outcome = client.post(f"/fhir/{resource['type']}/$validate", json=body)
         assert outcome.status_code == 200 and outcome.json["resourceType"] == "OperationOutcome", resource["type"]
+
+
+def test_declared_conditional_read_answers_304(client, statement):
+    patient = next(r for r in statement["resource"] if r["type"] == "Patient")
+    assert patient["conditionalRead"] == "full-support"
+    created = client.post("/fhir/Patient", json={k: v for k, v in samples()["Patient"].items() if k != "id"})
+    url = f"/fhir/Patient/{created.json['id']}"
+    assert client.get(url, headers={"If-None-Match": created.headers["ETag"]}).status_code == 304
+    assert client.get(url, headers={"If-Modified-Since": "Tue, 01 Jan 2036 00:00:00 GMT"}).status_code == 304
+    assert client.get(url, headers={"If-None-Match": 'W/"99"'}).status_code == 200
