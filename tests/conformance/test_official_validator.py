@@ -75,6 +75,7 @@ SERVER_ITEMS = [
     "Binary",
     "List-submissionset",
     "Consent",
+    "Subscription",
     "AuditEvent",
     "bundle-searchset-include",
     "bundle-searchset-auditevent",
@@ -234,6 +235,12 @@ def _build_sample(fc: FhirClient) -> dict[str, dict]:
         ("List-submissionset", list_ref), ("Consent", f"Consent/{consent['id']}"),
     ]:
         out[name] = _check(fc.get(f"/fhir/{ref}"))
+
+    subscription = _check(fc.post("/fhir/Subscription", json={
+        "resourceType": "Subscription", "status": "requested", "reason": "Nouveaux documents du patient",
+        "criteria": f"DocumentReference?patient=Patient/{pid}",
+        "channel": {"type": "rest-hook", "endpoint": "https://hooks.example.org/dmp", "payload": "application/fhir+json"}}))
+    out["Subscription"] = _check(fc.get(f"/fhir/Subscription/{subscription['id']}"))
 
     out["bundle-searchset-include"] = _check(fc.get(f"/fhir/DocumentReference?patient={pid}&status=current&_include=DocumentReference:subject"))
     # Every interaction above was audited by the server (audit is on in open mode too).
