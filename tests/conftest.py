@@ -26,10 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("DMP_SUBSCRIPTIONS_WORKER", "0")
 
 
-def _load_dbserver():
-    spec = importlib.util.spec_from_file_location("dbserver", ROOT / "scripts" / "dbserver.py")
+def load_script(name: str):
+    """A module of scripts/ (not a package), imported once under its own name."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["dbserver"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -40,7 +43,7 @@ def mongo_uri():
     if external:
         yield external
         return
-    dbserver = _load_dbserver()
+    dbserver = load_script("dbserver")
     handle = dbserver.start_server()
     print(f"\n[tests] database server: {handle.kind} at {handle.uri}", file=sys.stderr)
     try:

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from fhir_server.fhir.resource_types import RESOURCE_TYPES
-from tests.conftest import FhirClient, make_document, make_patient, make_practitioner
+from tests.conftest import FhirClient, load_script, make_document, make_patient, make_practitioner
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "profiles"
@@ -38,14 +36,6 @@ MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
 LOINC = "http://loinc.org"
 FINESS = "urn:oid:1.2.250.1.71.4.2.2"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
-
-
-def _load_validator_module():
-    spec = importlib.util.spec_from_file_location("fhir_validator", ROOT / "scripts" / "fhir_validator.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fhir_validator"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _profile_files() -> list[Path]:
@@ -260,7 +250,7 @@ def _build_sample(fc: FhirClient) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def report(open_app, tmp_path_factory):
     """Build the sample, validate everything in ONE validator run; {item name: file report}."""
-    validator = _load_validator_module()
+    validator = load_script("fhir_validator")
     validator.build()  # instant when scripts/test already built it
 
     db = open_app.extensions["dmp"].repository.db
