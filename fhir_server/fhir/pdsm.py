@@ -73,10 +73,20 @@ def is_provide_bundle(entries: list[dict]) -> bool:
     return any(is_submission_set(e.get("resource")) for e in entries)
 
 
+def _obj(value) -> dict:
+    """The bundle is not validated yet when it is checked as a whole: treat wrong shapes as absent
+    (the per-entry validation names them)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _objs(value) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def _decoded(binary: dict) -> bytes | None:
     try:
         return base64.b64decode(binary.get("data") or "", validate=True)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, TypeError):
         return None
 
 
@@ -89,8 +99,8 @@ def provide_bundle_issues(entries: list[dict]) -> list[Issue]:
 
     submission_sets, documents, binaries = [], [], {}
     for i, entry in enumerate(entries):
-        resource = entry.get("resource") or {}
-        method = (entry.get("request") or {}).get("method")
+        resource = _obj(entry.get("resource"))
+        method = _obj(entry.get("request")).get("method")
         rt = resource.get("resourceType")
         if method == "POST" and rt not in PROVIDE_BUNDLE_TYPES:
             problem(i, ".resource", f"an ITI-65 bundle carries a SubmissionSet, DocumentReferences, Binaries and "
@@ -112,26 +122,26 @@ def provide_bundle_issues(entries: list[dict]) -> list[Issue]:
                             expression=["Bundle.entry"]))
     s_index, s_entry = submission_sets[0]
     submission_set = s_entry["resource"]
-    patient = (submission_set.get("subject") or {}).get("reference")
-    listed = {(e.get("item") or {}).get("reference") for e in submission_set.get("entry", [])}
+    patient = _obj(submission_set.get("subject")).get("reference")
+    listed = {_obj(e.get("item")).get("reference") for e in _objs(submission_set.get("entry"))}
     masters: dict[tuple, int] = {}
     for i, entry in documents:
         document = entry["resource"]
         if entry.get("fullUrl") not in listed:
             problem(i, ".fullUrl", "the document is not an entry of the SubmissionSet.")
-        if patient and (document.get("subject") or {}).get("reference") != patient:
+        if patient and _obj(document.get("subject")).get("reference") != patient:
             problem(i, ".resource.subject", f"the document's subject is not the SubmissionSet's patient {patient}.")
-        master = document.get("masterIdentifier") or {}
-        key = (master.get("system"), master.get("value"))
+        master = _obj(document.get("masterIdentifier"))
+        key = (str(master.get("system")), str(master.get("value")))
         if master.get("value"):
             if key in masters:
                 problem(i, ".resource.masterIdentifier",
                         f"masterIdentifier {master['value']} is also entry {masters[key]}'s: a document is sent once.")
             masters[key] = i
-        for c, content in enumerate(document.get("content") or []):
-            _check_attachment(problem, i, c, content.get("attachment") or {}, binaries)
+        for c, content in enumerate(_objs(document.get("content"))):
+            _check_attachment(problem, i, c, _obj(content.get("attachment")), binaries)
     document_urls = {e.get("fullUrl") for _, e in documents}
-    for reference in sorted(r for r in listed if r):
+    for reference in sorted(r for r in listed if isinstance(r, str)):
         if reference not in document_urls and not reference.startswith("DocumentReference/"):
             problem(s_index, ".resource.entry", f"the SubmissionSet lists {reference}, which is not a document of this bundle.")
     return issues
@@ -140,7 +150,7 @@ def provide_bundle_issues(entries: list[dict]) -> list[Issue]:
 def _check_attachment(problem, i: int, c: int, attachment: dict, binaries: dict) -> None:
     where = f".resource.content[{c}].attachment"
     url = attachment.get("url")
-    if not url:
+    if not url or not isinstance(url, str):
         return  # the comprehensive profile already says it is required
     if url not in binaries:
         problem(i, f"{where}.url", f"{url} is not a Binary of this bundle: the document's bytes travel with it.")

@@ -170,3 +170,21 @@ def test_a_replacement_in_the_mhd_patch_entry_form_and_a_second_replacement_of_t
     refused = client.post("/fhir", json=again)
     assert refused.status_code == 422 and "only a current document can be replaced" in str(refused.json)
     assert stored(services) == before
+
+
+@pytest.mark.parametrize("path,value", [
+    ("List:entry", [1, {"item": "x"}]), ("List:subject", "Patient/1"), ("subject", ["Patient/1"]),
+    ("masterIdentifier", {"value": ["a"]}), ("content", [{"attachment": {"url": {"a": 1}}}]),
+    ("content", "not a list"), ("Binary:data", 12),
+])
+def test_wrong_shapes_inside_an_iti65_bundle_are_client_errors(client, services, record, path, value):
+    patient, author = record
+    bundle = provide_bundle(patient, author, Doc(**LAB_REPORT))
+    if path == "Binary:data":
+        entry_of(bundle, "Binary")["resource"]["data"] = value
+    else:
+        _break(bundle, path, value)
+    before = stored(services)
+    response = client.post("/fhir", json=bundle)
+    assert response.status_code in (400, 422), response.get_data(as_text=True)[:500]
+    assert stored(services) == before
