@@ -102,7 +102,8 @@ def _public() -> bool:
 @blp.before_request
 def _authenticate_then_negotiate():
     # Who is asking comes first: a caller without a valid token learns nothing else (not even a 400).
-    if not _public():
+    g.dmp_public = _public()  # what describes the server is no access to a record: not audited
+    if not g.dmp_public:
         caller()
     # Binary reads may return raw bytes: negotiation is decided in the view for them.
     if request.endpoint == "fhir.read_binary":

@@ -212,6 +212,8 @@ def install(app: Flask, trail: AuditTrail) -> None:
     def _audit(response: Response) -> Response:
         endpoint = request.endpoint or ""
         blueprint, _, name = endpoint.rpartition(".")
+        if getattr(g, "dmp_public", False):
+            return response  # the server's own description (metadata, profiles): no record touched
         try:
             if blueprint == "fhir" and name in FHIR_INTERACTIONS:
                 for event in fhir_events(name, response):

@@ -33,3 +33,14 @@ def test_each_shipped_resource_is_read_by_id_and_unknown_ones_are_404(client, ki
     assert missing.status_code == 404 and missing.json["resourceType"] == "OperationOutcome"
     assert client.get(f"/fhir/{kind}?name=x").status_code == 400
     assert client.get(f"/fhir/{kind}?url=http://example.org/none").json["total"] == 0
+
+
+def test_reading_the_servers_description_is_not_an_audited_access(client, services):
+    events = services.repository.db["audit_events"]
+    before = events.count_documents({})
+    client.get("/fhir/StructureDefinition/dmp-patient")
+    client.get("/fhir/ValueSet?url=http://hl7.org/fhir/ValueSet/administrative-gender")
+    client.get("/fhir/metadata")
+    assert events.count_documents({}) == before
+    client.get("/fhir/Patient/nobody")
+    assert events.count_documents({}) == before + 1  # a read of the record still is
