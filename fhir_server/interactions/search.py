@@ -8,7 +8,7 @@ from fhir_server.fhir.resource_types import RESOURCE_TYPES
 from fhir_server.interactions.context import RequestContext, Result
 from fhir_server.interactions.resources import require_type
 from fhir_server.search.dates import DateFormatError, date_range
-from fhir_server.search.engine import SearchEngine, criterion_code, encode_cursor
+from fhir_server.search.engine import SearchEngine, criterion_code, encode_cursor, leave_archived_out
 from fhir_server.storage.repository import Repository, Version
 
 HISTORY_DEFAULT_COUNT = 50
@@ -54,6 +54,7 @@ class SearchInteractions:
             if ctx.prefer_handling == "strict":
                 raise bad_request(issue.diagnostics, issue.expression, code="required")
             warnings.append(issue)
+        leave_archived_out(request)
         if types:
             request.types = types
         result = self.engine.execute(request, (ctx.base_url,), access=ctx.access)

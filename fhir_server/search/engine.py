@@ -92,6 +92,13 @@ def _revive(value):
 ARCHIVABLE = ("DocumentReference", "List")
 
 
+def leave_archived_out(request: "SearchRequest") -> None:
+    """PDSm: an archived document or submission set stays current but leaves the searches that
+    do not ask for it (by isArchived or _id). Searches only: conditional matches are lookups."""
+    if request.resource_type in ARCHIVABLE and not {criterion_code(n) for n, _ in request.criteria} & {"isArchived", "_id"}:
+        request.criteria.append(("isArchived:not", "true"))
+
+
 def criterion_code(name: str) -> str:
     """The parameter code of a criterion name: 'patient.identifier' and 'status:not' give 'patient', 'status'."""
     return name.split(".")[0].split(":")[0]
@@ -209,9 +216,6 @@ class SearchEngine:
         compiler = Compiler(base_prefixes)
         for name, raw in request.criteria:
             clauses.append(self._clause(request.resource_type, name, raw, compiler, access))
-        if request.resource_type in ARCHIVABLE and not {criterion_code(n) for n, _ in request.criteria} & {"isArchived", "_id"}:
-            # PDSm: an archived document or submission set stays current but leaves default searches
-            clauses.append(self._clause(request.resource_type, "isArchived:not", "true", compiler, access))
         if clauses:
             query["$and"] = clauses
         return query

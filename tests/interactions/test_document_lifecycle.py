@@ -39,6 +39,14 @@ def test_archiving_by_business_identifier_keeps_the_document_current_but_out_of_
     archived = client.get(f"/fhir/DocumentReference?patient=Patient/{patient}&status=current&isArchived=true").json
     assert matches(archived) == [lab_id]
     assert client.get(f"/fhir/DocumentReference/{lab_id}").status_code == 200
+    # unarchiving finds the archived document by its business identifier too (TD3.3d)
+    unarchive = [{"op": "replace", "path": "/extension/0/valueBoolean", "value": False}]
+    response = client.client.patch(
+        "/fhir/DocumentReference", query_string={"identifier": f"urn:ietf:rfc:3986|{lab.master}"},
+        data=__import__("json").dumps(unarchive), headers={"Content-Type": "application/json-patch+json"})
+    assert response.status_code == 200, response.get_json()
+    default = client.get(f"/fhir/DocumentReference?patient=Patient/{patient}&status=current").json
+    assert sorted(matches(default)) == sorted([lab_id, summary_id])
 
 
 def test_find_document_references_names_the_patient_and_the_status(client):
