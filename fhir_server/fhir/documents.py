@@ -84,8 +84,8 @@ def inline_attachments(document: dict) -> list[tuple[int, dict]]:
 def decode(data: str, expression: str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise unprocessable([Issue("attachment.data is not valid base64.", "value", expression=[expression])]) from None
+    except (binascii.Error, ValueError, TypeError):
+        raise unprocessable([Issue(f"{expression} is not valid base64.", "value", expression=[expression])]) from None
 
 
 def check_declared_size_and_hash(attachment: dict, data: bytes, expression: str) -> None:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 TRE_A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
 TRE_A03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
-from fhir_server.fhir.documents import TRE_A05  # noqa: E402  (one definition of the NOS system)
+from fhir_server.fhir.documents import TRE_A05, check_patient_upload, decode  # noqa: E402
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 MASQUE_PS = f"security-label|{TRE_A07}|MASQUE_PS"
 INVISIBLE_PATIENT = f"security-label|{TRE_A07}|INVISIBLE_PATIENT"
@@ -472,6 +472,10 @@ class RequestAccess:
                     if new is None:
                         raise self._deny("Only the author of a document may delete it.", "author-only-delete")
                     _only_labels_changed(current_doc["res"], new)
+            if resource_type == "Binary" and new is not None:
+                # whatever path the bytes take (ITI-105, a transaction, POST Binary), a patient's
+                # content is an upload: an accepted type, as its bytes show, within the size limit
+                check_patient_upload(new.get("contentType"), decode(new.get("data") or "", "Binary.data"), "Binary.data")
             return
         raise self._deny(f"A patient may not write {resource_type} resources here.", "holder-write")
 

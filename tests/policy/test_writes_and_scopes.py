@@ -237,3 +237,20 @@ def test_a_system_client_too_changes_only_what_pdsm_lets_change(as_actor):
     archive = [{"op": "add", "path": "/extension", "value": [
         {"url": "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived", "valueBoolean": True}]}]
     assert vendor.patch(f"/fhir/DocumentReference/{created['id']}", archive).status_code == 200
+
+
+def test_a_patients_content_is_checked_against_its_bytes_on_every_path(as_actor):
+    helene = as_actor("helene")
+    disguised = base64.b64encode(b"MZ\x90\x00 an executable").decode()
+    binary = {"resourceType": "Binary", "contentType": "application/pdf", "data": disguised}
+    assert helene.post("/fhir/Binary", json=binary).status_code == 422
+    doc = new_doc("helene", "Patient/helene")
+    doc["type"] = {"coding": [{"system": TRE_A05, "code": "DOCPAT03"}]}
+    doc["content"][0]["attachment"].update(url="urn:uuid:6a1b0d5e-0000-4000-8000-0000000000b1", contentType="application/pdf")
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:6a1b0d5e-0000-4000-8000-0000000000b1", "resource": binary, "request": {"method": "POST", "url": "Binary"}},
+        {"fullUrl": "urn:uuid:6a1b0d5e-0000-4000-8000-0000000000d1", "resource": doc, "request": {"method": "POST", "url": "DocumentReference"}}]}
+    refused = helene.post("/fhir", json=bundle)
+    assert refused.status_code == 422 and "PDF, JPEG, PNG, TIFF" in str(refused.json)
+    binary["data"] = base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode()
+    assert helene.post("/fhir", json=bundle).status_code == 200
