@@ -34,8 +34,8 @@ class Settings:
     max_body_bytes: int = 20 * 1024 * 1024
     max_page_size: int = 1000
     default_page_size: int = 50
-    # Binary content above this size goes to GridFS instead of inside the resource document.
-    gridfs_threshold_bytes: int = 256 * 1024
+    # Binary content from this size up is stored as a blob, outside the resource document.
+    blob_threshold_bytes: int = 16 * 1024
     # A transaction left pending longer than this (a crashed process) is rolled back by recovery.
     transaction_timeout_seconds: int = 60
     testing: bool = False

@@ -46,7 +46,7 @@ def build_services(db: Database, settings: Settings) -> Services:
     repository = Repository(
         db,
         Indexer(registry),
-        BinaryStore(db, settings.gridfs_threshold_bytes),
+        BinaryStore(db, settings.blob_threshold_bytes),
         lock_timeout=timedelta(seconds=settings.transaction_timeout_seconds),
     )
     engine = SearchEngine(repository, registry, settings.max_page_size, settings.default_page_size)

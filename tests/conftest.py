@@ -78,7 +78,7 @@ def _clean_database(request):
         return
     app = request.getfixturevalue("app")
     db = app.extensions["dmp"].repository.db
-    for name in ("resources", "audit_events", "history", "transactions", "blobs.files", "blobs.chunks"):
+    for name in ("resources", "audit_events", "history", "transactions", "blobs"):
         db[name].delete_many({})
     yield
 

@@ -36,9 +36,7 @@ def connect(settings: Settings) -> Database:
         log.info("storage: MongoDB at %s, database %s", _redact(settings.mongodb_uri), settings.database)
     else:
         import mongomock
-        import mongomock.gridfs
 
-        mongomock.gridfs.enable_gridfs_integration()
         mongoengine.connect(
             alias=alias,
             db=settings.database,

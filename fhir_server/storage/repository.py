@@ -99,6 +99,8 @@ class WriteOp:
     ts: datetime | None = None
     created: bool = False
     previous_state: str | None = None
+    # set by commit
+    version: Version | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -323,7 +325,7 @@ class Repository:
                         continue
             created = previous_vid == 0 or (doc is not None and doc["state"] == "deleted")
             self._written([{"_id": key, **new_fields}])
-            return Version(rt, rid, vid, ts, resource is None, self._public(stored), method), created
+            return Version(rt, rid, vid, ts, resource is None, self._written_form(stored, resource), method), created
         raise conflict(f"{key} is under heavy concurrent modification; retry later.")
 
     def _roll_forward(self, rt: str, rid: str, vid: int) -> None:
@@ -380,10 +382,10 @@ class Repository:
         # Past the commit point: what follows is idempotent and finished by recover() after a crash.
         self.fault_point("committed")
         self._apply_journal(txid, journal_ops)
-        return [
-            Version(op.rt, op.rid, op.vid, op.ts, op.resource is None, self._public(op.extra["stored"]), op.method)
-            for op in ops
-        ]
+        for op in ops:
+            public = self._written_form(op.extra["stored"], op.resource)
+            op.version = Version(op.rt, op.rid, op.vid, op.ts, op.resource is None, public, op.method)
+        return [op.version for op in ops]
 
     def _lock(self, op: WriteOp, txid: str) -> None:
         key = f"{op.rt}/{op.rid}"
@@ -519,6 +521,12 @@ class Repository:
 
     def _public(self, stored: dict | None) -> dict | None:
         return None if stored is None else self.binaries.internalise(stored)
+
+    def _written_form(self, stored: dict | None, resource: dict | None) -> dict | None:
+        """The public form of a version just written: its content is still at hand, not read back."""
+        if stored is None or resource is None:
+            return None
+        return self.binaries.internalise(stored, resource.get("data"))
 
     def _version_from_current(self, doc: dict) -> Version:
         return Version(

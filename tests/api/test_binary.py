@@ -1,4 +1,4 @@
-"""Binary: raw bytes in and out, FHIR JSON when asked, GridFS above the size threshold."""
+"""Binary: raw bytes in and out, FHIR JSON when asked, blobs above the size threshold."""
 
 from __future__ import annotations
 
@@ -27,21 +27,21 @@ def test_binary_as_fhir_json_when_asked(client):
     assert as_format.get_json()["resourceType"] == "Binary"
 
 
-def test_large_binary_goes_to_gridfs_and_comes_back_intact(app, client, services):
-    payload = os.urandom(app.config["DMP_SETTINGS"].gridfs_threshold_bytes + 1000)
+def test_large_binary_goes_to_a_blob_and_comes_back_intact(app, client, services):
+    payload = os.urandom(app.config["DMP_SETTINGS"].blob_threshold_bytes + 1000)
     created = client.post("/fhir/Binary", data=payload, content_type="image/png")
     assert created.status_code == 201
     bid = created.json["id"]
     stored = services.repository.resources.find_one({"_id": f"Binary/{bid}"})
     assert "data" not in stored["res"], "large content must not live inside the resource document"
-    assert services.repository.db["blobs.files"].count_documents({}) == 1
+    assert services.repository.db["blobs"].count_documents({}) == 1
     raw = client.client.get(f"/fhir/Binary/{bid}", headers={"Accept": "image/png"})
     assert raw.data == payload
     as_json = client.get(f"/fhir/Binary/{bid}").json
     assert base64.b64decode(as_json["data"]) == payload
-    # an update keeping the same bytes shares the stored file
+    # an update keeping the same bytes shares the stored blob
     client.put(f"/fhir/Binary/{bid}", data=payload, content_type="image/png")
-    assert services.repository.db["blobs.files"].count_documents({}) == 1
+    assert services.repository.db["blobs"].count_documents({}) == 1
     assert client.client.get(f"/fhir/Binary/{bid}/_history/1").status_code == 200
 
 

@@ -254,7 +254,7 @@ def report(open_app, tmp_path_factory):
     validator.build()  # instant when scripts/test already built it
 
     db = open_app.extensions["dmp"].repository.db
-    for name in ("resources", "audit_events", "history", "transactions", "blobs.files", "blobs.chunks"):
+    for name in ("resources", "audit_events", "history", "transactions", "blobs"):
         db[name].delete_many({})
     sample = _build_sample(FhirClient(open_app.test_client()))
     assert sorted(sample) == sorted(SERVER_ITEMS)
