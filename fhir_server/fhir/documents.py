@@ -108,18 +108,28 @@ def subject_patient(document: dict) -> str | None:
 
 def check_resubmission(repository, document: dict, own_id: str | None) -> None:
     """masterIdentifier is unique per patient: the same document sent twice is a resubmission (409)."""
-    master = document.get("masterIdentifier") or {}
-    patient = subject_patient(document)
-    if not master.get("value") or not patient:
+    check_resubmissions(repository, [(document, own_id)])
+
+
+def check_resubmissions(repository, new_documents: list[tuple[dict, str | None]]) -> None:
+    """`check_resubmission` for every document of a bundle, in one query."""
+    wanted: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for document, own_id in new_documents:
+        master = document.get("masterIdentifier") or {}
+        patient = subject_patient(document)
+        if master.get("value") and patient:
+            key = f"identifier|{master.get('system') or ''}|{master['value']}"
+            wanted[(f"Patient/{patient}", key)] = (master["value"], own_id)
+    if not wanted:
         return
-    key = f"identifier|{master.get('system') or ''}|{master['value']}"
-    query = {"rt": "DocumentReference", "state": "live", "comp": f"Patient/{patient}", "ix.tk": key}
-    for doc in repository.find_docs(query, {"rid": 1}):
-        if doc["rid"] != own_id:
-            raise conflict(
-                f"A document with masterIdentifier {master['value']} is already in this record "
-                f"(DocumentReference/{doc['rid']}): resubmission refused; send a replacement (relatesTo replaces)."
-            )
+    query = {"rt": "DocumentReference", "state": "live", "ix.tk": {"$in": sorted({key for _, key in wanted})}}
+    for doc in repository.find_docs(query, {"rid": 1, "comp": 1, "ix.tk": 1}):
+        for (patient, key), (value, own_id) in wanted.items():
+            if patient in doc["comp"] and key in doc["ix"]["tk"] and doc["rid"] != own_id:
+                raise conflict(
+                    f"A document with masterIdentifier {value} is already in this record "
+                    f"(DocumentReference/{doc['rid']}): resubmission refused; send a replacement (relatesTo replaces)."
+                )
 
 
 def replaced_targets(repository, document: dict) -> list[tuple[str, dict]]:

@@ -219,6 +219,7 @@ class BundleInteractions:
         ops: list[WriteOp] = []
         touched: set[str] = set()
         replacements: list[tuple[int, str, dict]] = []
+        new_documents: list[tuple[dict, str]] = []  # their masterIdentifiers are checked in one query
         for plan in plans:
             i, method, entry = plan["index"], plan["method"], plan["entry"]
             if method == "GET" or plan.get("noop") or plan.get("noop_delete"):
@@ -274,13 +275,14 @@ class BundleInteractions:
                     resource = ctx.access.apply_patient_defaults(plan["rt"], resource)
                 if interaction == "create" and plan["rt"] == "DocumentReference":
                     resource = documents.with_patient_producer(resource)
-                    documents.check_resubmission(self.repository, resource, plan["rid"])
+                    new_documents.append((resource, plan["rid"]))
                     for old_id, superseded in documents.replaced_targets(self.repository, resource):
                         replacements.append((i, old_id, superseded))
             ops.append(WriteOp(plan["rt"], plan["rid"], resource, method, 0 if method == "POST" else expected))
             plan["op"] = ops[-1]
         if issues:
             raise FhirError(422, issues[0].diagnostics, issues=issues)
+        documents.check_resubmissions(self.repository, new_documents)
         for i, old_id, superseded in replacements:
             key = f"DocumentReference/{old_id}"
             if key in touched:
@@ -315,9 +317,8 @@ class BundleInteractions:
         op: WriteOp | None = plan.get("op")
         if method == "DELETE" or op is None:
             return {"response": {"status": "204 No Content"}}
-        version = Version(op.rt, op.rid, op.vid, op.ts, False, self.repository._public(op.extra["stored"]), method)
         status = 201 if op.created else 200
-        return self._response_entry(ctx, self.resources.written(ctx, version, status))
+        return self._response_entry(ctx, self.resources.written(ctx, op.version, status))
 
 
 def _provide_bundle_profiles(resource: dict, method: str) -> tuple[str, ...]:

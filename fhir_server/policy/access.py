@@ -407,15 +407,7 @@ class RequestAccess:
         patient = _patient_of(self.policy, resource_type, resource)
         if not patient:
             return resource
-        system, code = DEFAULT_MASKING_RULE
-        query = {
-            "rt": "Consent", "state": "live", "comp": f"Patient/{patient}", "ix.tk": "status|*|active",
-        }
-        wants_masking = any(
-            any(c.get("system") == system and c.get("code") == code
-                for c in (doc["res"].get("policyRule") or {}).get("coding", []))
-            for doc in self.policy.repository.find_docs(query, {"res.policyRule": 1})
-        )
+        wants_masking = self._wants_default_masking(patient)
         labels = resource.get("securityLabel") or []
         already = any(c.get("code") == "MASQUE_PS" for label in labels for c in label.get("coding", []))
         if not wants_masking or already:
@@ -424,6 +416,20 @@ class RequestAccess:
         resource["securityLabel"] = [*labels, {"coding": [{"system": TRE_A07, "code": "MASQUE_PS"}]}]
         self.decisions.append(Decision(True, "default-masking", "masked as the patient asked for new documents"))
         return resource
+
+    def _wants_default_masking(self, patient: str) -> bool:
+        """Whether the patient's active Consents ask to mask new documents (asked once per request:
+        a bundle's documents share their patient)."""
+        cached = self._cache.setdefault("default-masking", {})
+        if patient not in cached:
+            system, code = DEFAULT_MASKING_RULE
+            query = {"rt": "Consent", "state": "live", "comp": f"Patient/{patient}", "ix.tk": "status|*|active"}
+            cached[patient] = any(
+                any(c.get("system") == system and c.get("code") == code
+                    for c in (doc["res"].get("policyRule") or {}).get("coding", []))
+                for doc in self.policy.repository.find_docs(query, {"res.policyRule": 1})
+            )
+        return cached[patient]
 
     def check_write(self, interaction: str, resource_type: str, new: dict | None, current_doc: dict | None) -> None:
         """403 (or 405) unless this caller may make this change. `new` is None for a delete."""
