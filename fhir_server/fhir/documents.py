@@ -120,16 +120,19 @@ def check_resubmissions(repository, new_documents: list[tuple[dict, str | None]]
         if master.get("value") and patient:
             key = f"identifier|{master.get('system') or ''}|{master['value']}"
             wanted[(f"Patient/{patient}", key)] = (master["value"], own_id)
-    if not wanted:
-        return
-    query = {"rt": "DocumentReference", "state": "live", "ix.tk": {"$in": sorted({key for _, key in wanted})}}
-    for doc in repository.find_docs(query, {"rid": 1, "comp": 1, "ix.tk": 1}):
-        for (patient, key), (value, own_id) in wanted.items():
-            if patient in doc["comp"] and key in doc["ix"]["tk"] and doc["rid"] != own_id:
-                raise conflict(
-                    f"A document with masterIdentifier {value} is already in this record "
-                    f"(DocumentReference/{doc['rid']}): resubmission refused; send a replacement (relatesTo replaces)."
-                )
+    # One query per patient (a bundle has one): equality on the compartment narrows on every
+    # backend, where FerretDB cannot narrow on a bare $in.
+    for patient in sorted({patient for patient, _ in wanted}):
+        keys = sorted(key for p, key in wanted if p == patient)
+        query = {"rt": "DocumentReference", "state": "live", "comp": patient, "ix.tk": {"$in": keys}}
+        for doc in repository.find_docs(query, {"rid": 1, "ix.tk": 1}):
+            for key in set(keys) & set(doc["ix"]["tk"]):
+                value, own_id = wanted[(patient, key)]
+                if doc["rid"] != own_id:
+                    raise conflict(
+                        f"A document with masterIdentifier {value} is already in this record "
+                        f"(DocumentReference/{doc['rid']}): resubmission refused; send a replacement (relatesTo replaces)."
+                    )
 
 
 def replaced_targets(repository, document: dict) -> list[tuple[str, dict]]:
