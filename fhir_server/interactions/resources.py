@@ -74,7 +74,8 @@ class ResourceInteractions:
         return doc
 
     # ---------------------------------------------------------------- reads
-    def read(self, ctx: RequestContext, rt: str, rid: str) -> Result:
+    def _readable_doc(self, ctx: RequestContext, rt: str, rid: str) -> dict | None:
+        """The current document for a read, refused (404) when this caller may not see it."""
         require_type(rt, "read")
         ctx.access.require(rt, "read")
         doc = self.repository.current_doc(rt, rid, with_index=True)
@@ -82,7 +83,10 @@ class ResourceInteractions:
             raise not_found(f"{rt}/{rid} is not known.")
         if doc is not None and doc["state"] == "deleted" and ctx.access.kind not in ("system", "operator"):
             raise not_found(f"{rt}/{rid} is not known.")  # a tombstone says nothing about who may know it
-        version = self.repository.read(rt, rid)
+        return doc
+
+    def read(self, ctx: RequestContext, rt: str, rid: str) -> Result:
+        version = self.repository.current_version(self._readable_doc(ctx, rt, rid), f"{rt}/{rid}")
         headers = version_headers(version)
         if _not_modified(ctx, version):
             return Result(304, None, headers)
@@ -99,12 +103,13 @@ class ResourceInteractions:
 
     def binary_content(self, ctx: RequestContext, rid: str, range_header: str | None = None) -> Result:
         """ITI-68 Retrieve Document: the raw bytes of a Binary the caller may see, with byte ranges."""
-        result = self.read(ctx, "Binary", rid)  # the access policy decides here, as for any read
-        if result.status != 200 or result.resource is None:
-            return result
-        data = self.repository.raw_binary(self.repository.read("Binary", rid))
-        content_type = result.resource.get("contentType") or "application/octet-stream"
-        headers = dict(result.headers)
+        doc = self._readable_doc(ctx, "Binary", rid)  # the access policy decides here, as for any read
+        version = self.repository.current_version(doc, f"Binary/{rid}", content=False)
+        headers = version_headers(version)
+        if _not_modified(ctx, version):
+            return Result(304, None, headers)
+        data = self.repository.raw_binary(doc)  # one read of the content, no base64 round trip
+        content_type = version.resource.get("contentType") or "application/octet-stream"
         headers["Accept-Ranges"] = "bytes"
         headers["Content-Disposition"] = f'attachment; filename="{rid}{_extension(content_type)}"'
         if not range_header:

@@ -158,13 +158,16 @@ class Repository:
         return self.coll(rt).find_one({"_id": f"{rt}/{rid}"}, None if with_index else {"ix": 0, "sk": 0})
 
     def read(self, rt: str, rid: str) -> Version:
-        doc = self.current_doc(rt, rid)
+        return self.current_version(self.current_doc(rt, rid), f"{rt}/{rid}")
+
+    def current_version(self, doc: dict | None, key: str, content: bool = True) -> Version:
+        """The version in a current document: 404 if there is none, 410 if deleted. Without
+        `content`, a Binary's blob is left unread (`raw_binary` gives its bytes)."""
         if doc is None or doc["state"] == "pending":
-            raise not_found(f"{rt}/{rid} is not known.")
-        version = self._version_from_current(doc)
-        if version.deleted:
-            raise gone(f"{rt}/{rid} was deleted (version {version.vid}).")
-        return version
+            raise not_found(f"{key} is not known.")
+        if doc["state"] == "deleted":
+            raise gone(f"{key} was deleted (version {doc['vid']}).")
+        return self._version_from_current(doc, content)
 
     def vread(self, rt: str, rid: str, vid: int) -> Version:
         current = self.current_doc(rt, rid)
@@ -222,9 +225,9 @@ class Repository:
     def count_history(self, query: dict) -> int:
         return self.history_coll.count_documents(query)
 
-    def raw_binary(self, version: Version) -> bytes:
-        stored = self.history_coll.find_one({"_id": f"{version.key}/{version.vid}"}, {"res": 1})
-        return self.binaries.raw_bytes(stored["res"] if stored else version.resource or {})
+    def raw_binary(self, doc: dict) -> bytes:
+        """The bytes of the Binary in a current document."""
+        return self.binaries.raw_bytes(doc.get("res") or {})
 
     def append_immutable(self, rt: str, rid: str, resource: dict) -> Version:
         """Store a resource that is never updated (AuditEvent): one insert, no history record
@@ -528,10 +531,10 @@ class Repository:
             return None
         return self.binaries.internalise(stored, resource.get("data"))
 
-    def _version_from_current(self, doc: dict) -> Version:
+    def _version_from_current(self, doc: dict, content: bool = True) -> Version:
         return Version(
             doc["rt"], doc["rid"], doc["vid"], as_utc(doc["ts"]), doc["state"] == "deleted",
-            self._public(doc.get("res")),
+            self._public(doc.get("res")) if content else doc.get("res"),
         )
 
     def _version_from_history(self, rec: dict) -> Version:
