@@ -188,7 +188,7 @@ class Repository:
         limit: int = 0,
         projection: dict | None = None,
     ) -> Iterator[Version]:
-        cursor = self.coll_for_query(query).find(query, projection or {"ix": 0, "sk": 0})
+        cursor = self.coll_for_query(query).find(flat_conjunction(query), projection or {"ix": 0, "sk": 0})
         if sort:
             cursor = cursor.sort(sort)
         if limit:
@@ -197,7 +197,7 @@ class Repository:
             yield self._version_from_current(doc)
 
     def find_docs(self, query: dict, projection: dict | None = None, sort=None, limit: int = 0) -> Iterator[dict]:
-        cursor = self.coll_for_query(query).find(query, projection)
+        cursor = self.coll_for_query(query).find(flat_conjunction(query), projection)
         if sort:
             cursor = cursor.sort(sort)
         if limit:
@@ -205,7 +205,7 @@ class Repository:
         return iter(cursor)
 
     def count(self, query: dict) -> int:
-        return self.coll_for_query(query).count_documents(query)
+        return self.coll_for_query(query).count_documents(flat_conjunction(query))
 
     def instance_history(self, rt: str, rid: str) -> list[Version]:
         current = self.current_doc(rt, rid)
@@ -542,6 +542,41 @@ class Repository:
             rec["rt"], rec["rid"], rec["vid"], as_utc(rec["ts"]), bool(rec.get("deleted")),
             self._public(rec.get("res")), rec.get("method"),
         )
+
+
+def flat_conjunction(query: dict) -> dict:
+    """The same query with its `$and` equalities lifted to the top level (`{f: {$in: [v]}}` read
+    as `{f: v}`). MongoDB plans both forms alike; FerretDB pushes down only top-level equalities,
+    so only this form reaches PostgreSQL's indexes instead of a scan of the collection."""
+    conjuncts = query.get("$and")
+    if not isinstance(conjuncts, list):
+        return query
+    flat = {k: v for k, v in query.items() if k != "$and"}
+    rest = []
+    for part in conjuncts:
+        equality = _single_equality(part)
+        if equality and equality[0] not in flat:
+            flat[equality[0]] = equality[1]
+        else:
+            rest.append(part)
+    if rest:
+        flat["$and"] = rest
+    return flat
+
+
+def _single_equality(part) -> tuple[str, Any] | None:
+    if not isinstance(part, dict) or len(part) != 1:
+        return None
+    (field_name, condition), = part.items()
+    if field_name.startswith("$"):
+        return None
+    if isinstance(condition, (str, int, bool)):
+        return field_name, condition
+    if isinstance(condition, dict) and list(condition) == ["$in"] and isinstance(condition["$in"], list):
+        values = condition["$in"]
+        if len(values) == 1 and isinstance(values[0], (str, int, bool)):
+            return field_name, values[0]
+    return None
 
 
 class SimulatedCrash(BaseException):

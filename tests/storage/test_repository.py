@@ -183,3 +183,45 @@ def test_a_single_write_that_died_between_history_and_current_is_rolled_forward(
     assert response.status_code == 200 and response.json["meta"]["versionId"] == "3"
     history = client.get(f"/fhir/Patient/{patient['id']}/_history").json
     assert [e["resource"]["gender"] for e in history["entry"]] == ["male", "other", "female"]
+
+
+# ---------------------------------------------------------------- query shape
+
+
+def test_and_equalities_are_lifted_to_the_top_level():
+    from fhir_server.storage.repository import flat_conjunction
+
+    query = {"rt": "DocumentReference", "state": "live", "$and": [
+        {"ix.rf": {"$in": ["patient|Patient/1"]}}, {"ix.tk": "status|*|current"},
+        {"$nor": [{"ix.tk": "isArchived|*|true"}]}, {"ix.tk": "type|http://loinc.org|11490-0"},
+        {"ix.rf": {"$in": ["a", "b"]}},
+    ]}
+    assert flat_conjunction(query) == {
+        "rt": "DocumentReference", "state": "live", "ix.rf": "patient|Patient/1", "ix.tk": "status|*|current",
+        "$and": [{"$nor": [{"ix.tk": "isArchived|*|true"}]}, {"ix.tk": "type|http://loinc.org|11490-0"},
+                 {"ix.rf": {"$in": ["a", "b"]}}],
+    }
+    assert flat_conjunction({"rt": "Patient"}) == {"rt": "Patient"}
+    assert flat_conjunction({"$and": [{"a": 1}]}) == {"a": 1}
+
+
+def test_lifted_queries_find_exactly_what_the_original_finds(services):
+    from fhir_server.storage.repository import flat_conjunction
+
+    coll = services.repository.db["resources"]
+    coll.insert_many([
+        {"_id": f"T/{i}", "rt": "T", "state": "live" if i % 3 else "deleted",
+         "ix": {"tk": [f"k|*|{i % 2}", f"t|*|{i % 5}"], "rf": [f"patient|Patient/{i % 4}"]}}
+        for i in range(40)
+    ])
+    queries = [
+        {"rt": "T", "$and": [{"ix.tk": "k|*|1"}, {"ix.rf": {"$in": ["patient|Patient/1"]}}]},
+        {"rt": "T", "$and": [{"ix.tk": "k|*|0"}, {"ix.tk": "t|*|2"}, {"$nor": [{"state": "deleted"}]}]},
+        {"$and": [{"rt": "T"}, {"ix.rf": {"$in": ["patient|Patient/2", "patient|Patient/3"]}}, {"state": "live"}]},
+    ]
+    for query in queries:
+        assert flat_conjunction(query) != query
+        expected = sorted(d["_id"] for d in coll.find(query))
+        assert expected, query
+        assert sorted(d["_id"] for d in coll.find(flat_conjunction(query))) == expected
+        assert services.repository.count(query) == len(expected)
