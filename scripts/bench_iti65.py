@@ -7,7 +7,11 @@ until ``--documents`` documents are stored (or ``--max-seconds`` pass). Every bu
 the full server path: PDSm validation (value sets, type/class, size and SHA-1 against the bytes),
 resubmission check, access policy, audit, all-or-nothing commit.
 
-Reports documents/s, MB/s of document content, bundle latency p50/p95/p99 and errors.
+Reports documents/s (overall, and over the first and last tenth of the bundles, to show whether
+the rate holds as the store grows), MB/s of document content, bundle latency p50/p95/p99 and
+errors. With ``--reads N``, then runs N ITI-67 searches (a random patient's current documents)
+each followed by the ITI-68 retrieval of one document's content, checked against its SHA-1, and
+reports their latencies on the loaded store.
 
 Usage::
 
@@ -20,9 +24,12 @@ Importable: ``main(argv) -> dict`` (the test suite runs it with a handful of doc
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import math
 import platform
+import random
 import statistics
 import sys
 import threading
@@ -67,6 +74,49 @@ def _setup(client: httpx.Client, base: str, patients: int) -> tuple[list[str], s
     return refs, f"Practitioner/{author.json()['id']}"
 
 
+def _rate(done_at: list[tuple[float, int]], started: float, first: bool) -> float:
+    """Documents/s over the first (or last) tenth of the bundles, in completion order."""
+    done_at = sorted(done_at)
+    tenth = max(1, len(done_at) // 10)
+    if len(done_at) < 2:
+        return math.nan
+    if first:
+        span, docs = done_at[tenth - 1][0] - started, sum(n for _, n in done_at[:tenth])
+    else:
+        span, docs = done_at[-1][0] - done_at[-tenth - 1][0], sum(n for _, n in done_at[-tenth:])
+    return round(docs / span, 2) if span > 0 else math.nan
+
+
+def _reads(client: httpx.Client, base: str, patients: list[str], count: int) -> dict:
+    """ITI-67 (a patient's current documents) then ITI-68 (one of them), `count` times."""
+    rng = random.Random(65)
+    searches, retrievals, errors = [], [], 0
+    for _ in range(count):
+        patient = rng.choice(patients)
+        started = time.perf_counter()
+        found = client.get(f"{base}/DocumentReference", params={"patient": patient, "status": "current", "_count": 20})
+        searches.append(time.perf_counter() - started)
+        documents = [e["resource"] for e in found.json().get("entry", [])
+                     if e.get("resource", {}).get("resourceType") == "DocumentReference"] if found.status_code == 200 else []
+        if not documents:
+            errors += 1
+            continue
+        attachment = rng.choice(documents)["content"][0]["attachment"]
+        url = attachment["url"] if attachment["url"].startswith("http") else f"{base}/{attachment['url']}"
+        started = time.perf_counter()
+        content = client.get(url, headers={"Accept": attachment.get("contentType", "*/*")})
+        retrievals.append(time.perf_counter() - started)
+        if content.status_code != 200 or base64.b64encode(hashlib.sha1(content.content).digest()).decode() != attachment.get("hash"):
+            errors += 1
+    return {
+        "reads": count, "read_errors": errors,
+        "iti67_p50_ms": round(_percentile(searches, 0.50) * 1000, 1),
+        "iti67_p95_ms": round(_percentile(searches, 0.95) * 1000, 1),
+        "iti68_p50_ms": round(_percentile(retrievals, 0.50) * 1000, 1),
+        "iti68_p95_ms": round(_percentile(retrievals, 0.95) * 1000, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True)
@@ -77,6 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--patients", type=int, default=50)
     parser.add_argument("--max-seconds", type=float, default=3600)
     parser.add_argument("--token", help="Bearer token (a system client with system/*.c scopes)")
+    parser.add_argument("--reads", type=int, default=0, help="ITI-67 + ITI-68 reads after loading")
     parser.add_argument("--backend-label", default="")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -90,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     template = {i: pdf(f"Modèle {i}", size=args.size_kb * 1024) for i in range(len(KINDS))}
     bundles_needed = math.ceil(args.documents / args.per_bundle)
     lock = threading.Lock()
-    state = {"next": 0, "docs": 0, "bytes": 0, "errors": 0, "latencies": [], "first_error": None}
+    state = {"next": 0, "docs": 0, "bytes": 0, "errors": 0, "latencies": [], "done_at": [], "first_error": None}
     deadline = time.monotonic() + args.max_seconds
 
     def worker() -> None:
@@ -112,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
                 elapsed = time.perf_counter() - started
                 with lock:
                     state["latencies"].append(elapsed)
+                    state["done_at"].append((time.perf_counter(), len(docs) if response.status_code == 200 else 0))
                     if response.status_code == 200:
                         state["docs"] += len(docs)
                         state["bytes"] += sum(len(d.bytes()) for d in docs)
@@ -135,9 +187,14 @@ def main(argv: list[str] | None = None) -> dict:
         "bundle_p95_ms": round(_percentile(latencies, 0.95) * 1000, 1),
         "bundle_p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
         "bundle_mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else math.nan,
+        "documents_per_s_first_tenth": _rate(state["done_at"], started, first=True),
+        "documents_per_s_last_tenth": _rate(state["done_at"], started, first=False),
         "errors": state["errors"], "first_error": state["first_error"],
         "complete": state["docs"] >= args.documents,
     }
+    if args.reads:
+        with httpx.Client(timeout=120, headers=headers) as client:
+            result.update(_reads(client, base, patients, args.reads))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result

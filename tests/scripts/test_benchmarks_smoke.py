@@ -104,8 +104,11 @@ def test_bench_search_runs(live_server, tmp_path):
 def test_bench_iti65_runs(live_server, tmp_path):
     bench_iti65 = _load("bench_iti65")
     result = bench_iti65.main(["--base", live_server, "--documents", "6", "--per-bundle", "3", "--clients", "2",
-                               "--patients", "2", "--size-kb", "20", "--json", str(tmp_path / "iti65.json")])
+                               "--patients", "2", "--size-kb", "20", "--reads", "3",
+                               "--json", str(tmp_path / "iti65.json")])
     assert result["errors"] == 0, result["first_error"]
     assert result["documents"] == 6 and result["complete"]
-    for key in ("documents_per_s", "mb_per_s", "bundle_p50_ms", "bundle_p99_ms"):
+    assert result["reads"] == 3 and result["read_errors"] == 0  # found, retrieved, SHA-1 as declared
+    for key in ("documents_per_s", "mb_per_s", "bundle_p50_ms", "bundle_p99_ms", "documents_per_s_first_tenth",
+                "documents_per_s_last_tenth", "iti67_p50_ms", "iti68_p95_ms"):
         assert _is_number(result[key]), key
