@@ -220,6 +220,7 @@ class BundleInteractions:
         touched: set[str] = set()
         replacements: list[tuple[int, str, dict]] = []
         new_documents: list[tuple[dict, str]] = []  # their masterIdentifiers are checked in one query
+        masking_wishes: dict[str, bool] = {}  # per patient: every entry sees the state before the transaction
         for plan in plans:
             i, method, entry = plan["index"], plan["method"], plan["entry"]
             if method == "GET" or plan.get("noop") or plan.get("noop_delete"):
@@ -272,7 +273,7 @@ class BundleInteractions:
                 ctx.access.check_write(interaction, plan["rt"], resource, current_doc)
                 resource = self.resources.before_write(ctx, plan["rt"], plan["rid"], resource, current_doc)
                 if interaction == "create":
-                    resource = ctx.access.apply_patient_defaults(plan["rt"], resource)
+                    resource = ctx.access.apply_patient_defaults(plan["rt"], resource, masking_wishes)
                 if interaction == "create" and plan["rt"] == "DocumentReference":
                     resource = documents.with_patient_producer(resource)
                     new_documents.append((resource, plan["rid"]))

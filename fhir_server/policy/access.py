@@ -400,14 +400,19 @@ class RequestAccess:
         return {"_id": {"$in": self._cache["binaries"]}}
 
     # ------------------------------------------------------------------ writes
-    def apply_patient_defaults(self, resource_type: str, resource: dict) -> dict:
-        """A new DocumentReference takes the patient's default masking, if they asked for one."""
+    def apply_patient_defaults(self, resource_type: str, resource: dict, wishes: dict | None = None) -> dict:
+        """A new DocumentReference takes the patient's default masking, if they asked for one.
+        `wishes` memoises the answer per patient where every read sees the same state (the
+        entries of one transaction); elsewhere an earlier write may just have changed it."""
         if resource_type != "DocumentReference":
             return resource
         patient = _patient_of(self.policy, resource_type, resource)
         if not patient:
             return resource
-        wants_masking = self._wants_default_masking(patient)
+        wishes = {} if wishes is None else wishes
+        if patient not in wishes:
+            wishes[patient] = self._wants_default_masking(patient)
+        wants_masking = wishes[patient]
         labels = resource.get("securityLabel") or []
         already = any(c.get("code") == "MASQUE_PS" for label in labels for c in label.get("coding", []))
         if not wants_masking or already:
@@ -418,18 +423,14 @@ class RequestAccess:
         return resource
 
     def _wants_default_masking(self, patient: str) -> bool:
-        """Whether the patient's active Consents ask to mask new documents (asked once per request:
-        a bundle's documents share their patient)."""
-        cached = self._cache.setdefault("default-masking", {})
-        if patient not in cached:
-            system, code = DEFAULT_MASKING_RULE
-            query = {"rt": "Consent", "state": "live", "comp": f"Patient/{patient}", "ix.tk": "status|*|active"}
-            cached[patient] = any(
-                any(c.get("system") == system and c.get("code") == code
-                    for c in (doc["res"].get("policyRule") or {}).get("coding", []))
-                for doc in self.policy.repository.find_docs(query, {"res.policyRule": 1})
-            )
-        return cached[patient]
+        """Whether the patient's active Consents ask to mask new documents."""
+        system, code = DEFAULT_MASKING_RULE
+        query = {"rt": "Consent", "state": "live", "comp": f"Patient/{patient}", "ix.tk": "status|*|active"}
+        return any(
+            any(c.get("system") == system and c.get("code") == code
+                for c in (doc["res"].get("policyRule") or {}).get("coding", []))
+            for doc in self.policy.repository.find_docs(query, {"res.policyRule": 1})
+        )
 
     def check_write(self, interaction: str, resource_type: str, new: dict | None, current_doc: dict | None) -> None:
         """403 (or 405) unless this caller may make this change. `new` is None for a delete."""

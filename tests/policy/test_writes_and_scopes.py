@@ -194,6 +194,28 @@ def test_patient_default_masking_applies_to_new_documents(as_actor, dmp_app):
         assert helene.delete(f"/fhir/Consent/{created_pref.json['id']}").status_code == 204
 
 
+def test_default_masking_covers_every_document_of_a_transaction(as_actor):
+    from fhir_server.policy.access import DEFAULT_MASKING_RULE
+    from tests.policy.conftest import consent
+
+    preference = consent("c-default-mask", "helene", "deny", None, ("TREAT",), ("MASQUE_PS",))
+    preference.pop("id")
+    preference["policyRule"] = {"coding": [{"system": DEFAULT_MASKING_RULE[0], "code": DEFAULT_MASKING_RULE[1]}]}
+    helene = as_actor("helene")
+    created_pref = helene.post("/fhir/Consent", json=preference)
+    assert created_pref.status_code == 201, created_pref.json
+    try:
+        entries = [{"resource": new_doc("helene", "Practitioner/dr-other"),
+                    "request": {"method": "POST", "url": "DocumentReference"}} for _ in range(2)]
+        response = as_actor("dr-other").post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+        assert response.status_code == 200, response.json
+        for entry in response.json["entry"]:
+            codes = {c["code"] for label in entry["resource"]["securityLabel"] for c in label["coding"]}
+            assert "MASQUE_PS" in codes
+    finally:
+        assert helene.delete(f"/fhir/Consent/{created_pref.json['id']}").status_code == 204
+
+
 def test_emergency_access_is_time_limited(dmp_app):
     import time
 
