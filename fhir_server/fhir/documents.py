@@ -112,27 +112,22 @@ def check_resubmission(repository, document: dict, own_id: str | None) -> None:
 
 
 def check_resubmissions(repository, new_documents: list[tuple[dict, str | None]]) -> None:
-    """`check_resubmission` for every document of a bundle, in one query."""
-    wanted: dict[tuple[str, str], tuple[str, str | None]] = {}
+    """`check_resubmission` for every document of a bundle."""
     for document, own_id in new_documents:
         master = document.get("masterIdentifier") or {}
         patient = subject_patient(document)
-        if master.get("value") and patient:
-            key = f"identifier|{master.get('system') or ''}|{master['value']}"
-            wanted[(f"Patient/{patient}", key)] = (master["value"], own_id)
-    # One query per patient (a bundle has one): equality on the compartment narrows on every
-    # backend, where FerretDB cannot narrow on a bare $in.
-    for patient in sorted({patient for patient, _ in wanted}):
-        keys = sorted(key for p, key in wanted if p == patient)
-        query = {"rt": "DocumentReference", "state": "live", "comp": patient, "ix.tk": {"$in": keys}}
-        for doc in repository.find_docs(query, {"rid": 1, "ix.tk": 1}):
-            for key in set(keys) & set(doc["ix"]["tk"]):
-                value, own_id = wanted[(patient, key)]
-                if doc["rid"] != own_id:
-                    raise conflict(
-                        f"A document with masterIdentifier {value} is already in this record "
-                        f"(DocumentReference/{doc['rid']}): resubmission refused; send a replacement (relatesTo replaces)."
-                    )
+        if not master.get("value") or not patient:
+            continue
+        # Equalities only: every backend answers them from an index, where FerretDB would read
+        # all of the patient's documents to apply an $in of the bundle's identifiers.
+        query = {"rt": "DocumentReference", "state": "live", "comp": f"Patient/{patient}",
+                 "ix.tk": f"identifier|{master.get('system') or ''}|{master['value']}"}
+        for doc in repository.find_docs(query, {"rid": 1}):
+            if doc["rid"] != own_id:
+                raise conflict(
+                    f"A document with masterIdentifier {master['value']} is already in this record "
+                    f"(DocumentReference/{doc['rid']}): resubmission refused; send a replacement (relatesTo replaces)."
+                )
 
 
 def replaced_targets(repository, document: dict) -> list[tuple[str, dict]]:
