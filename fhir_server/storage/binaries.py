@@ -8,7 +8,8 @@ the same bytes shares one blob, and writing the same blob twice is harmless. A b
 document holding the first piece, then one document per further piece (pieces stay under the
 16 MB BSON limit). Every piece is found by its `_id`, the one lookup that every MongoDB
 wire-protocol server answers from its primary key; GridFS needed a second query, on a
-secondary index, for every read.
+secondary index, for every read. Content that earlier versions stored in GridFS (same content
+address) is still read from there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import base64
 import binascii
 import hashlib
 
+import gridfs
 from bson.binary import Binary
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -29,6 +31,7 @@ PIECE_BYTES = 8 * 1024 * 1024
 
 class BinaryStore:
     def __init__(self, db: Database, threshold: int):
+        self._db = db
         self._blobs = db["blobs"]
         self._threshold = threshold
 
@@ -78,7 +81,7 @@ class BinaryStore:
     def _get(self, blob_id: str) -> bytes:
         head = self._blobs.find_one({"_id": blob_id})
         if head is None:
-            raise LookupError(f"blob {blob_id} is missing")
+            return self._from_gridfs(blob_id)
         pieces = [bytes(head["data"])]
         for n in range(1, head["pieces"]):
             piece = self._blobs.find_one({"_id": f"{blob_id}.{n}"})
@@ -86,6 +89,13 @@ class BinaryStore:
                 raise LookupError(f"blob {blob_id} misses piece {n}")
             pieces.append(bytes(piece["data"]))
         return b"".join(pieces)
+
+
+    def _from_gridfs(self, blob_id: str) -> bytes:
+        """Content stored before blobs replaced GridFS: same content address, in `blobs.files`."""
+        if self._db["blobs.files"].find_one({"_id": blob_id}, {"_id": 1}) is None:
+            raise LookupError(f"blob {blob_id} is missing")
+        return gridfs.GridFS(self._db, collection="blobs").get(blob_id).read()
 
 
 def decode_base64(data: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 
 import pytest
@@ -56,3 +57,17 @@ def test_a_missing_piece_is_an_error_not_short_content(store, services):
     services.repository.db["blobs"].delete_one({"_id": f"{stored[BLOB_KEY]}.2"})
     with pytest.raises(LookupError):
         store.raw_bytes(stored)
+
+
+def test_content_stored_in_gridfs_by_earlier_versions_is_still_read(store, services):
+    import gridfs
+
+    raw = os.urandom(3000)
+    blob_id = hashlib.sha256(raw).hexdigest()
+    db = services.repository.db
+    gridfs.GridFS(db, collection="blobs").put(raw, _id=blob_id)
+    try:
+        assert store.raw_bytes({"resourceType": "Binary", BLOB_KEY: blob_id}) == raw
+    finally:
+        db["blobs.files"].delete_many({})
+        db["blobs.chunks"].delete_many({})
