@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
+
 from fhir_server.fhir.documents import TRE_A05
 from tests.policy.conftest import document
 from tests.search.conftest import TRE_A03
@@ -173,7 +175,9 @@ def test_transaction_cannot_write_what_the_policy_refuses(as_actor, dmp_app):
     assert dmp_app.extensions["dmp"].repository.count({"rt": "Binary"}) == before
 
 
-def test_patient_default_masking_applies_to_new_documents(as_actor, dmp_app):
+@pytest.fixture()
+def helene_masks_new_documents(as_actor):
+    """Hélène asks that new documents be masked from professionals, for the test's duration."""
     from fhir_server.policy.access import DEFAULT_MASKING_RULE
     from tests.policy.conftest import consent
 
@@ -183,37 +187,28 @@ def test_patient_default_masking_applies_to_new_documents(as_actor, dmp_app):
     helene = as_actor("helene")
     created_pref = helene.post("/fhir/Consent", json=preference)
     assert created_pref.status_code == 201, created_pref.json
-    try:
-        doc = as_actor("dr-other").post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-other")).json
-        codes = {c["code"] for label in doc["securityLabel"] for c in label["coding"]}
-        assert codes == {"N", "MASQUE_PS"}
-        assert as_actor("dr-authorised").get(f"/fhir/DocumentReference/{doc['id']}").status_code == 404
-        assert as_actor("dr-martin").get(f"/fhir/DocumentReference/{doc['id']}").status_code == 200  # the GP
-        assert helene.get(f"/fhir/DocumentReference/{doc['id']}").status_code == 200
-    finally:
-        assert helene.delete(f"/fhir/Consent/{created_pref.json['id']}").status_code == 204
+    yield helene
+    assert helene.delete(f"/fhir/Consent/{created_pref.json['id']}").status_code == 204
 
 
-def test_default_masking_covers_every_document_of_a_transaction(as_actor):
-    from fhir_server.policy.access import DEFAULT_MASKING_RULE
-    from tests.policy.conftest import consent
+def test_patient_default_masking_applies_to_new_documents(as_actor, helene_masks_new_documents):
+    helene = helene_masks_new_documents
+    doc = as_actor("dr-other").post("/fhir/DocumentReference", json=new_doc("helene", "Practitioner/dr-other")).json
+    codes = {c["code"] for label in doc["securityLabel"] for c in label["coding"]}
+    assert codes == {"N", "MASQUE_PS"}
+    assert as_actor("dr-authorised").get(f"/fhir/DocumentReference/{doc['id']}").status_code == 404
+    assert as_actor("dr-martin").get(f"/fhir/DocumentReference/{doc['id']}").status_code == 200  # the GP
+    assert helene.get(f"/fhir/DocumentReference/{doc['id']}").status_code == 200
 
-    preference = consent("c-default-mask", "helene", "deny", None, ("TREAT",), ("MASQUE_PS",))
-    preference.pop("id")
-    preference["policyRule"] = {"coding": [{"system": DEFAULT_MASKING_RULE[0], "code": DEFAULT_MASKING_RULE[1]}]}
-    helene = as_actor("helene")
-    created_pref = helene.post("/fhir/Consent", json=preference)
-    assert created_pref.status_code == 201, created_pref.json
-    try:
-        entries = [{"resource": new_doc("helene", "Practitioner/dr-other"),
-                    "request": {"method": "POST", "url": "DocumentReference"}} for _ in range(2)]
-        response = as_actor("dr-other").post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
-        assert response.status_code == 200, response.json
-        for entry in response.json["entry"]:
-            codes = {c["code"] for label in entry["resource"]["securityLabel"] for c in label["coding"]}
-            assert "MASQUE_PS" in codes
-    finally:
-        assert helene.delete(f"/fhir/Consent/{created_pref.json['id']}").status_code == 204
+
+def test_default_masking_covers_every_document_of_a_transaction(as_actor, helene_masks_new_documents):
+    entries = [{"resource": new_doc("helene", "Practitioner/dr-other"),
+                "request": {"method": "POST", "url": "DocumentReference"}} for _ in range(2)]
+    response = as_actor("dr-other").post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert response.status_code == 200, response.json
+    for entry in response.json["entry"]:
+        codes = {c["code"] for label in entry["resource"]["securityLabel"] for c in label["coding"]}
+        assert "MASQUE_PS" in codes
 
 
 def test_emergency_access_is_time_limited(dmp_app):
