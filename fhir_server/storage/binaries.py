@@ -70,13 +70,15 @@ class BinaryStore:
     def _put(self, blob_id: str, raw: bytes) -> None:
         pieces = [raw[i : i + PIECE_BYTES] for i in range(0, len(raw), PIECE_BYTES)] or [b""]
         for n, piece in enumerate(pieces[1:], start=1):
-            self._blobs.replace_one({"_id": f"{blob_id}.{n}"}, {"data": Binary(piece)}, upsert=True)
+            self._upsert(f"{blob_id}.{n}", {"data": Binary(piece)})
         # The head goes last: a blob whose head exists is complete.
-        head = {"size": len(raw), "pieces": len(pieces), "data": Binary(pieces[0])}
+        self._upsert(blob_id, {"size": len(raw), "pieces": len(pieces), "data": Binary(pieces[0])})
+
+    def _upsert(self, piece_id: str, piece: dict) -> None:
         try:
-            self._blobs.replace_one({"_id": blob_id}, head, upsert=True)
+            self._blobs.replace_one({"_id": piece_id}, piece, upsert=True)
         except DuplicateKeyError:
-            pass  # a concurrent writer stored the same bytes first
+            pass  # a concurrent writer stored the same bytes first: same address, same content
 
     def _get(self, blob_id: str) -> bytes:
         head = self._blobs.find_one({"_id": blob_id})
@@ -89,7 +91,6 @@ class BinaryStore:
                 raise LookupError(f"blob {blob_id} misses piece {n}")
             pieces.append(bytes(piece["data"]))
         return b"".join(pieces)
-
 
     def _from_gridfs(self, blob_id: str) -> bytes:
         """Content stored before blobs replaced GridFS: same content address, in `blobs.files`."""
